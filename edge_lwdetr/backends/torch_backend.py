@@ -1,0 +1,27 @@
+"""The PyTorch backend: the reference model, on the CPU or a CUDA GPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from edge_lwdetr.model.config import check_image_size
+from edge_lwdetr.model.loading import load_model
+from edge_lwdetr.processing import normalize
+
+
+class TorchBackend:
+    name = "torch"
+
+    def __init__(self, weights: str, image_size: int = 640, variant: str | None = None, device: str | None = None):
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        loaded = load_model(weights, variant, self.device)
+        check_image_size(loaded.config, image_size, image_size)
+        self.model, self.variant, self.id2label = loaded.model, loaded.variant, loaded.id2label
+        self.image_size = image_size
+
+    def infer(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        batch = torch.from_numpy(normalize(images)).to(self.device)
+        with torch.inference_mode():
+            logits, boxes = self.model(batch)
+        return logits.float().cpu().numpy(), boxes.float().cpu().numpy()

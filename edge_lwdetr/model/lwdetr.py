@@ -1,0 +1,85 @@
+"""LW-DETR for inference: ViT encoder -> projector -> two-stage query selection -> deformable decoder -> heads.
+
+LW-DETR: "LW-DETR: A Transformer Replacement to YOLO for Real-Time Detection", Chen et al., arXiv 2406.03459;
+original code `Atten4Vis/LW-DETR` (`models/lwdetr.py`, `models/transformer.py`). Only query group 0 of Group-DETR
+is built: the other groups exist for training only.
+
+Input: normalised RGB images [B, 3, H, W] (H, W multiples of 64). Output: logits [B, Q, C] before the sigmoid and
+boxes [B, Q, 4] as normalised (cx, cy, w, h), the semantics of transformers' `LwDetrForObjectDetection`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from edge_lwdetr.model.config import LwDetrConfig
+from edge_lwdetr.model.decoder import MLP, Decoder
+from edge_lwdetr.model.projector import Projector
+from edge_lwdetr.model.vit import ViTEncoder
+
+
+def refine_boxes(reference: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
+    """Box reparameterisation: centre moves by delta * reference size, size scales by exp(delta)."""
+    centre = deltas[..., :2] * reference[..., 2:] + reference[..., :2]
+    size = deltas[..., 2:].exp() * reference[..., 2:]
+    return torch.cat((centre, size), dim=-1)
+
+
+def memory_proposals(
+    spatial_shapes: tuple[tuple[int, int], ...], like: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One proposal box per memory token: its cell centre and a size of 0.05 * 2^level; [S, 4] and the [S, 1]
+    mask of proposals too close to the border (any coordinate outside (0.01, 0.99)), which are never selected."""
+    proposals = []
+    for level, (height, width) in enumerate(spatial_shapes):
+        cy = (torch.arange(height, dtype=like.dtype, device=like.device) + 0.5) / height
+        cx = (torch.arange(width, dtype=like.dtype, device=like.device) + 0.5) / width
+        grid_y, grid_x = torch.meshgrid(cy, cx, indexing="ij")
+        size = torch.full_like(grid_x, 0.05 * 2.0**level)
+        proposals.append(torch.stack((grid_x, grid_y, size, size), dim=-1).reshape(-1, 4))
+    proposals = torch.cat(proposals)
+    invalid = ~((proposals > 0.01) & (proposals < 0.99)).all(-1, keepdim=True)
+    return proposals.masked_fill(invalid, 0.0), invalid
+
+
+class LWDETR(nn.Module):
+    def __init__(self, config: LwDetrConfig):
+        super().__init__()
+        self.config = config
+        d, num_classes = config.d_model, config.num_classes
+        self.encoder = ViTEncoder(config)
+        self.projector = Projector(config)
+        # Two-stage query selection: score every memory token, keep the best num_queries as reference boxes.
+        self.enc_output = nn.Linear(d, d)
+        self.enc_output_norm = nn.LayerNorm(d)
+        self.enc_out_class_embed = nn.Linear(d, num_classes)
+        self.enc_out_bbox_embed = MLP(d, d, 4, 3)
+        # Mixed queries: learned content, and learned box deltas relative to the selected proposals.
+        self.query_feat = nn.Embedding(config.num_queries, d)
+        self.refpoint_embed = nn.Embedding(config.num_queries, 4)
+        self.decoder = Decoder(config)
+        self.class_embed = nn.Linear(d, num_classes)
+        self.bbox_embed = MLP(d, d, 4, 3)
+
+    def select_reference_boxes(
+        self, memory: torch.Tensor, spatial_shapes: tuple[tuple[int, int], ...]
+    ) -> torch.Tensor:
+        proposals, invalid = memory_proposals(spatial_shapes, memory)
+        tokens = self.enc_output_norm(self.enc_output(memory.masked_fill(invalid, 0.0)))
+        scores = self.enc_out_class_embed(tokens).masked_fill(invalid, float("-inf")).amax(-1)
+        top = torch.topk(scores, self.config.num_queries, dim=1).indices
+        # The box head runs on the selected tokens only: it is per token, so this equals selecting afterwards.
+        top_tokens = torch.gather(tokens, 1, top.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
+        top_boxes = refine_boxes(proposals[top], self.enc_out_bbox_embed(top_tokens)).detach()
+        return refine_boxes(top_boxes, self.refpoint_embed.weight)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        levels = self.projector(self.encoder(images))
+        spatial_shapes = tuple((level.shape[2], level.shape[3]) for level in levels)
+        memory = torch.cat([level.flatten(2).transpose(1, 2) for level in levels], dim=1)  # B, S, d
+
+        reference_boxes = self.select_reference_boxes(memory, spatial_shapes)
+        tgt = self.query_feat.weight.expand(memory.shape[0], -1, -1)
+        hidden = self.decoder(tgt, reference_boxes, memory, spatial_shapes)
+        return self.class_embed(hidden), refine_boxes(reference_boxes, self.bbox_embed(hidden))

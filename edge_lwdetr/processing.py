@@ -1,0 +1,74 @@
+"""Pre- and post-processing as LW-DETR's reference does it, in NumPy and OpenCV only (no torch on the runtime path).
+
+Pre: RGB, square resize to the model size without letterbox, values in [0, 1]; the ImageNet normalisation belongs
+to the model (inside the exported graph; `normalize` for PyTorch). Post: sigmoid, top-k over queries x classes,
+boxes from normalised (cx, cy, w, h) to (x1, y1, x2, y2) in original image pixels, no NMS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+@dataclass
+class Detection:
+    label: int
+    name: str
+    score: float
+    box: list[float]  # x1, y1, x2, y2 in original image pixels
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def to_model_input(image_bgr: np.ndarray, size: int) -> np.ndarray:
+    """HxWx3 uint8 BGR -> 3 x size x size float32 RGB in [0, 1].
+
+    The reference resizes with PIL's bilinear filter, which averages over the source footprint when shrinking;
+    OpenCV's INTER_AREA does the same for downscaling, where INTER_LINEAR would alias.
+    """
+    height, width = image_bgr.shape[:2]
+    shrinking = size < height or size < width
+    resized = cv2.resize(image_bgr, (size, size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    rgb = cv2.cvtColor(resized, cv2.COLOR_BGR2RGB)
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32) * np.float32(1 / 255)
+
+
+def normalize(images: np.ndarray) -> np.ndarray:
+    """[B, 3, H, W] RGB in [0, 1] -> ImageNet-normalised, as the PyTorch model expects."""
+    return (images - IMAGENET_MEAN[:, None, None]) / IMAGENET_STD[:, None, None]
+
+
+def postprocess(
+    logits: np.ndarray,
+    boxes: np.ndarray,
+    image_size: tuple[int, int],
+    id2label: dict[int, str],
+    conf: float,
+    top_k: int | None = None,
+) -> list[Detection]:
+    """One image's outputs (logits [Q, C], boxes [Q, 4] cx, cy, w, h in [0, 1]) -> detections sorted by score.
+
+    The k best (query, class) pairs are kept (k = the number of queries by default, as the reference evaluates),
+    then those scoring above `conf`.
+    """
+    queries, classes = logits.shape
+    scores = 1 / (1 + np.exp(-logits.astype(np.float64).reshape(-1)))
+    k = min(top_k or queries, scores.size)
+    best = np.argpartition(-scores, k - 1)[:k]
+    best = best[np.argsort(-scores[best], kind="stable")]
+    best = best[scores[best] > conf]
+    query, label = np.divmod(best, classes)
+    cx, cy, w, h = boxes[query].astype(np.float64).T
+    height, width = image_size
+    corners = np.stack([(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height], 1)
+    return [
+        Detection(int(c), id2label.get(int(c), str(c)), float(s), [float(v) for v in box])
+        for c, s, box in zip(label, scores[best], corners)
+    ]

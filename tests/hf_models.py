@@ -1,0 +1,88 @@
+"""transformers' own LwDetrForObjectDetection, randomly initialised, as the reference for parity tests.
+
+The transformers configs below are written from the published conversion script's values (out_indices counted
+with the patch embedding as stage 0), independently of edge_lwdetr's variant table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+_WINDOWS = [0, 1, 3, 6, 7, 9]
+HF_VARIANTS = {
+    "tiny": dict(vit=(192, 6, [0, 2, 4], [2, 4, 6]), scales=[1.0], queries=100, heads=(8, 16), points=2, d=256),
+    "small": dict(vit=(192, 10, _WINDOWS, [3, 5, 6, 10]), scales=[1.0], queries=300, heads=(8, 16), points=2, d=256),
+    "medium": dict(vit=(384, 10, _WINDOWS, [3, 5, 6, 10]), scales=[1.0], queries=300, heads=(8, 16), points=2, d=256),
+    "large": dict(vit=(384, 10, _WINDOWS, [3, 5, 6, 10]), scales=[2.0, 0.5], queries=300, heads=(12, 24), points=4, d=384),
+    "xlarge": dict(vit=(768, 10, _WINDOWS, [3, 5, 6, 10]), scales=[2.0, 0.5], queries=300, heads=(12, 24), points=4, d=384),
+}  # fmt: skip
+
+
+def hf_config(variant: str, num_labels: int = 91, out_indices: list[int] | None = None):
+    from transformers import LwDetrConfig
+
+    spec = HF_VARIANTS[variant]
+    width, depth, windows, outs = spec["vit"]
+    return LwDetrConfig(
+        backbone_config=dict(
+            model_type="lw_detr_vit",
+            hidden_size=width,
+            num_hidden_layers=depth,
+            num_attention_heads=12,
+            window_block_indices=windows,
+            out_indices=out_indices or outs,
+            image_size=1024,
+        ),
+        projector_scale_factors=spec["scales"],
+        num_queries=spec["queries"],
+        decoder_self_attention_heads=spec["heads"][0],
+        decoder_cross_attention_heads=spec["heads"][1],
+        decoder_n_points=spec["points"],
+        d_model=spec["d"],
+        num_labels=num_labels,
+    )
+
+
+@torch.no_grad()
+def randomize(model: torch.nn.Module, seed: int) -> None:
+    """Give every weight a random value of a realistic scale.
+
+    transformers' init zeroes the box heads, the reference-point table and the MSDA offset and weight projections,
+    and its class logits barely differ between tokens (near-ties make the two-stage top-k order fragile). Random
+    values everywhere make every tensor, and so every key of the mapping, matter to the outputs.
+    """
+    generator = torch.Generator().manual_seed(seed)
+
+    def normal(t: torch.Tensor) -> torch.Tensor:
+        return torch.randn(t.shape, generator=generator, dtype=torch.float32)
+
+    for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
+        if not tensor.is_floating_point():
+            continue
+        if name.endswith("running_var"):
+            value = 1 + 0.2 * normal(tensor).abs()
+        elif tensor.ndim == 1 and "gamma" in name:
+            value = 0.1 + 0.05 * normal(tensor)
+        elif tensor.ndim == 1 and name.endswith("weight"):  # LayerNorm / BatchNorm scales
+            value = 1 + 0.1 * normal(tensor)
+        elif tensor.ndim == 1:  # biases, running means
+            value = 0.1 * normal(tensor)
+        elif "reference_point_embed" in name or "refpoint_embed" in name:
+            value = 0.5 * normal(tensor)
+        else:
+            fan_in = tensor[0].numel() if tensor.ndim > 1 else tensor.numel()
+            value = normal(tensor) / fan_in**0.5
+        tensor.copy_(value)
+
+
+def save_hf_model(variant: str, folder: Path, seed: int = 0, **config_overrides):
+    """A random transformers LwDetrForObjectDetection of `variant`, saved with save_pretrained; returns the model."""
+    from transformers import LwDetrForObjectDetection
+
+    torch.manual_seed(seed)
+    model = LwDetrForObjectDetection(hf_config(variant, **config_overrides)).eval()
+    randomize(model, seed)
+    model.save_pretrained(folder)
+    return model

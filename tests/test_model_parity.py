@@ -1,0 +1,70 @@
+"""Our LW-DETR, loaded from a transformers checkpoint, against transformers' own LwDetrForObjectDetection."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from edge_lwdetr.model.checkpoint import CheckpointWarning
+from edge_lwdetr.model.loading import load_model
+
+# Reduced sizes keep the suite fast; small and large run at the published 640 (large then also has border
+# proposals that must never be selected).
+SIZES = {"tiny": 256, "small": 640, "medium": 320, "large": 640, "xlarge": 256}
+TOLERANCE = 1e-4
+
+
+def outputs_of_both(folder, hf_model, size, seed=1):
+    torch.manual_seed(seed)
+    images = torch.randn(2, 3, size, size)
+    ours = load_model(folder)
+    with torch.no_grad():
+        reference = hf_model(pixel_values=images)
+        logits, boxes = ours.model(images)
+    return ours, reference, logits, boxes
+
+
+@pytest.mark.parametrize("variant", list(SIZES))
+def test_matches_transformers(variant, hf_checkpoint):
+    folder, hf_model = hf_checkpoint(variant)
+    ours, reference, logits, boxes = outputs_of_both(folder, hf_model, SIZES[variant])
+    assert ours.variant == variant
+    assert logits.shape == reference.logits.shape and boxes.shape == reference.pred_boxes.shape
+    assert (logits - reference.logits).abs().max().item() <= TOLERANCE
+    assert (boxes - reference.pred_boxes).abs().max().item() <= TOLERANCE
+
+
+def test_shifted_out_indices_are_corrected(hf_checkpoint, tmp_path):
+    """A config.json with the known off-by-one out_indices loads with a warning and the correct features."""
+    folder, hf_model = hf_checkpoint("small")
+    shifted = tmp_path / "shifted"
+    shutil.copytree(folder, shifted)
+    config = json.loads((shifted / "config.json").read_text())
+    config["backbone_config"]["out_indices"] = [2, 4, 5, 9]
+    config["backbone_config"]["out_features"] = ["stage2", "stage4", "stage5", "stage9"]
+    (shifted / "config.json").write_text(json.dumps(config))
+
+    with pytest.warns(CheckpointWarning, match=r"off-by-one.*\[3, 5, 6, 10\]"):
+        ours = load_model(shifted)
+    assert ours.config.out_blocks == (2, 4, 5, 9)
+    torch.manual_seed(2)
+    images = torch.randn(1, 3, 320, 320)
+    with torch.no_grad():
+        reference = hf_model(pixel_values=images)
+        logits, boxes = ours.model(images)
+    assert (logits - reference.logits).abs().max().item() <= TOLERANCE
+    assert (boxes - reference.pred_boxes).abs().max().item() <= TOLERANCE
+
+
+def test_symbolic_batch(hf_checkpoint):
+    """Each image of a batch gets the result it gets alone (no batch-size assumptions in the reshapes)."""
+    folder, _ = hf_checkpoint("tiny")
+    model = load_model(folder).model
+    torch.manual_seed(3)
+    images = torch.randn(3, 3, 256, 256)
+    with torch.no_grad():
+        logits, boxes = model(images)
+        single_logits, single_boxes = model(images[1:2])
+    assert torch.allclose(logits[1:2], single_logits, atol=1e-5)
+    assert torch.allclose(boxes[1:2], single_boxes, atol=1e-5)
