@@ -77,6 +77,79 @@ def run_predict(args: argparse.Namespace) -> None:
         print(f"detections: {args.save_json}")
 
 
+def _default_trt_version() -> str:
+    """The installed TensorRT's version, else JetPack 6's 10.3 (only the builtin plugin's version depends on it)."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is not None:
+        import tensorrt
+
+        return tensorrt.__version__
+    return "10.3"
+
+
+def _add_export(subparsers) -> None:
+    p = subparsers.add_parser("export", help="export to ONNX, with each MSDA rewritten to a TensorRT plugin node")
+    p.add_argument("--weights", required=True, help="transformers folder, hub id, original .pth or .safetensors")
+    p.add_argument("--output", required=True, type=Path, help="ONNX file to write")
+    p.add_argument("--imgsz", type=int, default=640, help="square input size, a multiple of 64 (640)")
+    batch = p.add_mutually_exclusive_group()
+    batch.add_argument("--batch", type=int, default=1, help="static batch size (1)")
+    batch.add_argument("--dynamic-batch", action="store_true", help="symbolic batch dimension")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset: 18 (default), 19 or 20")
+    p.add_argument(
+        "--msda",
+        choices=["plugin", "builtin", "native"],
+        default="plugin",
+        help="plugin: edge-lwdetr's TensorRT plugin (default); builtin: NVIDIA's MultiscaleDeformableAttnPlugin_TRT; "
+        "native: portable standard ops",
+    )
+    p.add_argument("--trt-version", help="target TensorRT, for the builtin plugin's version (default: installed, else 10.3)")
+    p.add_argument("--variant", help="tiny|small|medium|large|xlarge; overrides the inferred architecture")
+    p.set_defaults(run=run_export)
+
+
+def run_export(args: argparse.Namespace) -> None:
+    from edge_lwdetr.export.onnx_export import export_onnx
+
+    export_onnx(
+        args.weights,
+        args.output,
+        imgsz=args.imgsz,
+        batch=args.batch,
+        dynamic_batch=args.dynamic_batch,
+        opset=args.opset,
+        msda=args.msda,
+        trt_version=args.trt_version or _default_trt_version(),
+        variant=args.variant,
+        log=print,
+    )
+
+
+def _add_rewrite(subparsers) -> None:
+    p = subparsers.add_parser("rewrite", help="rewrite the MSDA nodes of an exported ONNX into TensorRT plugin nodes")
+    p.add_argument("input", type=Path, help="ONNX from `edge-lwdetr export`")
+    p.add_argument("output", type=Path, help="ONNX file to write")
+    p.add_argument("--target", choices=["plugin", "builtin"], default="plugin", help="plugin (default) or builtin")
+    p.add_argument("--trt-version", help="target TensorRT, for the builtin plugin's version (default: installed, else 10.3)")
+    p.set_defaults(run=run_rewrite)
+
+
+def run_rewrite(args: argparse.Namespace) -> None:
+    import onnx
+
+    from edge_lwdetr.export.msda_onnx import msda_nodes
+    from edge_lwdetr.export.rewrite import load_onnx, rewrite_msda
+
+    model = rewrite_msda(load_onnx(args.input), args.target, args.trt_version or _default_trt_version(), str(args.input))
+    onnx.checker.check_model(model, full_check=True)
+    try:
+        onnx.save(model, args.output)
+    except OSError as error:
+        raise EdgeLwdetrError(f"cannot write {args.output}: {error.strerror}") from None
+    print(f"rewrote {len(msda_nodes(model))} MSDA nodes to the {args.target} form: {args.output}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edge-lwdetr", description="LW-DETR from PyTorch to TensorRT on NVIDIA Jetson, and live video inference"
@@ -84,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"edge-lwdetr {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_predict(subparsers)
+    _add_export(subparsers)
+    _add_rewrite(subparsers)
     return parser
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 _WINDOWS = [0, 1, 3, 6, 7, 9]
@@ -86,3 +87,28 @@ def save_hf_model(variant: str, folder: Path, seed: int = 0, **config_overrides)
     randomize(model, seed)
     model.save_pretrained(folder)
     return model
+
+
+def well_conditioned_images(model, count: int, size: int, margin: float = 1e-5, seed: int = 0):
+    """`count` random images in [0, 1] on which the two-stage top-k selection is well-conditioned.
+
+    Two runtimes (PyTorch, ONNX Runtime) compute the encoder scores with different kernels, about 4e-6 apart. When
+    two of the top-k+1 scores are closer than that, the runtimes may order them differently: two queries swap
+    reference boxes and every output moves. Comparing runtimes is meaningful only on inputs whose sorted top-k+1
+    scores are all more than `margin` apart, so those are drawn here (random weights make near-ties common).
+    """
+    from edge_lwdetr.processing import normalize
+
+    rng = np.random.default_rng(seed)
+    images = []
+    for _ in range(200):
+        image = rng.random((1, 3, size, size), dtype=np.float32)
+        with torch.no_grad():
+            memory, shapes = model.memory(torch.from_numpy(normalize(image)))
+            scores = model.proposal_scores(memory, shapes)[2][0]
+        top = torch.sort(scores, descending=True).values[: model.config.num_queries + 1]
+        if (top[:-1] - top[1:]).min().item() > margin:
+            images.append(image)
+            if len(images) == count:
+                return np.concatenate(images)
+    raise AssertionError(f"no well-conditioned input found in 200 draws (margin {margin})")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from edge_lwdetr.model.msda import level_start_index, ms_deform_attn, ms_deform_attn_reference
+from edge_lwdetr.model.msda import level_start_index, ms_deform_attn_reference
 from edge_lwdetr.model.vit import bicubic_resize_matrix
 
 
@@ -47,9 +47,6 @@ def test_reference_matches_definition(shapes, heads, channels, points):
     assert out.shape == (batch, queries, heads, channels)
     np.testing.assert_allclose(out.double().numpy(), msda_by_definition(value, shapes, locations, weights), atol=1e-5)
 
-    flat = [side for shape in shapes for side in shape]
-    assert torch.equal(ms_deform_attn(value, flat, locations, weights), out)
-    torch.library.opcheck(ms_deform_attn, (value, flat, locations, weights), test_utils=("test_schema", "test_faketensor"))
 
 
 @pytest.mark.parametrize("size_out", [4, 8, 14, 20, 40, 56])

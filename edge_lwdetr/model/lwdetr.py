@@ -62,12 +62,25 @@ class LWDETR(nn.Module):
         self.class_embed = nn.Linear(d, num_classes)
         self.bbox_embed = MLP(d, d, 4, 3)
 
-    def select_reference_boxes(
+    def memory(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[tuple[int, int], ...]]:
+        """Encoder + projector, flattened: [B, S, d] over all levels, and each level's (H, W)."""
+        levels = self.projector(self.encoder(images))
+        spatial_shapes = tuple((level.shape[2], level.shape[3]) for level in levels)
+        return torch.cat([level.flatten(2).transpose(1, 2) for level in levels], dim=1), spatial_shapes
+
+    def proposal_scores(
         self, memory: torch.Tensor, spatial_shapes: tuple[tuple[int, int], ...]
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per memory token: encoder query features [B, S, d], proposal box [S, 4] and best class logit [B, S]."""
         proposals, invalid = memory_proposals(spatial_shapes, memory)
         tokens = self.enc_output_norm(self.enc_output(memory.masked_fill(invalid, 0.0)))
         scores = self.enc_out_class_embed(tokens).masked_fill(invalid, float("-inf")).amax(-1)
+        return tokens, proposals, scores
+
+    def select_reference_boxes(
+        self, memory: torch.Tensor, spatial_shapes: tuple[tuple[int, int], ...]
+    ) -> torch.Tensor:
+        tokens, proposals, scores = self.proposal_scores(memory, spatial_shapes)
         top = torch.topk(scores, self.config.num_queries, dim=1).indices
         # The box head runs on the selected tokens only: it is per token, so this equals selecting afterwards.
         top_tokens = torch.gather(tokens, 1, top.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
@@ -75,10 +88,7 @@ class LWDETR(nn.Module):
         return refine_boxes(top_boxes, self.refpoint_embed.weight)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        levels = self.projector(self.encoder(images))
-        spatial_shapes = tuple((level.shape[2], level.shape[3]) for level in levels)
-        memory = torch.cat([level.flatten(2).transpose(1, 2) for level in levels], dim=1)  # B, S, d
-
+        memory, spatial_shapes = self.memory(images)
         reference_boxes = self.select_reference_boxes(memory, spatial_shapes)
         tgt = self.query_feat.weight.expand(memory.shape[0], -1, -1)
         hidden = self.decoder(tgt, reference_boxes, memory, spatial_shapes)

@@ -1,11 +1,11 @@
 """Multi-scale deformable attention (MSDA, Zhu et al., Deformable DETR) as one operation.
 
-`ms_deform_attn` is a PyTorch custom op, so a traced graph holds each MSDA as a single node that export can map
-either to its portable decomposition (GridSample) or to one TensorRT plugin node. Its tensors follow the layout of
-NVIDIA's `MultiscaleDeformableAttnPlugin_TRT` (see plugins/README.md for the node contract):
+`ms_deform_attn` runs the reference in PyTorch and becomes a single node in an ONNX export, which the rewrite maps to
+one TensorRT plugin node. Its tensors follow the layout of NVIDIA's `MultiscaleDeformableAttnPlugin_TRT`
+(plugins/README.md holds the node contract):
 
     value               [N, S, M, D]       S = sum of H_l * W_l over levels, M heads, D channels per head
-    spatial_shapes      L pairs (H_l, W_l)  static ints here; the plugin node gets them as an int32 [L, 2] tensor
+    spatial_shapes      L pairs (H_l, W_l)  static ints here; the ONNX node gets them as an int32 [L, 2] tensor
                                             and their running offsets as the int32 [L] level_start_index
     sampling_locations  [N, Lq, M, L, P, 2] normalised (x, y) in [0, 1]
     attention_weights   [N, Lq, M, L, P]    already softmaxed jointly over L * P
@@ -56,25 +56,35 @@ def ms_deform_attn_reference(
     return output.reshape(-1, heads, channels, queries).permute(0, 3, 1, 2).contiguous()
 
 
-@torch.library.custom_op("edge_lwdetr::ms_deform_attn", mutates_args=())
+# The portable ONNX form of MSDA: one node per call, whose reference body edge_lwdetr.export attaches as an
+# ONNX local function (plugins/README.md).
+ONNX_DOMAIN = "edge_lwdetr"
+ONNX_OP = "MultiScaleDeformableAttention"
+
+
 def ms_deform_attn(
     value: torch.Tensor,
-    spatial_shapes: list[int],
+    spatial_shapes: tuple[tuple[int, int], ...],
     sampling_locations: torch.Tensor,
     attention_weights: torch.Tensor,
 ) -> torch.Tensor:
-    """MSDA as one op; `spatial_shapes` is flat [H_0, W_0, H_1, W_1, ...] (custom ops take no nested lists)."""
-    return ms_deform_attn_reference(value, pairs(spatial_shapes), sampling_locations, attention_weights)
-
-
-@ms_deform_attn.register_fake
-def _(value, spatial_shapes, sampling_locations, attention_weights):
-    batch, _, heads, channels = value.shape
-    return value.new_empty(batch, sampling_locations.shape[1], heads, channels)
-
-
-def pairs(flat: list[int]) -> tuple[tuple[int, int], ...]:
-    return tuple((flat[i], flat[i + 1]) for i in range(0, len(flat), 2))
+    """MSDA as one operation: the reference in PyTorch, a single node in an ONNX export."""
+    if torch.onnx.is_in_onnx_export():
+        batch, _, heads, channels = value.shape
+        return torch.onnx.ops.symbolic(
+            f"{ONNX_DOMAIN}::{ONNX_OP}",
+            (
+                value,
+                torch.tensor(spatial_shapes, dtype=torch.int32),
+                torch.tensor(level_start_index(spatial_shapes), dtype=torch.int32),
+                sampling_locations,
+                attention_weights,
+            ),
+            dtype=value.dtype,
+            shape=(batch, sampling_locations.shape[1], heads, channels),
+            version=1,
+        )
+    return ms_deform_attn_reference(value, spatial_shapes, sampling_locations, attention_weights)
 
 
 class MSDeformAttn(nn.Module):
@@ -107,6 +117,5 @@ class MSDeformAttn(nn.Module):
         weights = weights.reshape(batch, queries, heads, levels, points)
         box = reference_boxes[:, :, None, None, None, :]  # cx, cy, w, h
         locations = box[..., :2] + offsets / points * box[..., 2:] * 0.5
-        flat_shapes = [side for shape in spatial_shapes for side in shape]
-        output = ms_deform_attn(value, flat_shapes, locations, weights)
+        output = ms_deform_attn(value, spatial_shapes, locations, weights)
         return self.output_proj(output.reshape(batch, queries, d_model))

@@ -1,0 +1,152 @@
+"""PyTorch LW-DETR -> one self-contained, simplified ONNX file with the normalisation inside and metadata.
+
+Graph contract: input `images` float32 [B, 3, H, W] RGB in [0, 1]; outputs `logits` [B, Q, C] before the sigmoid
+and `pred_boxes` [B, Q, 4] normalised (cx, cy, w, h). Each MSDA is a single node (see msda_onnx.py), rewritten to a
+TensorRT plugin node unless `msda="native"`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import onnx
+import torch
+from torch import nn
+
+from edge_lwdetr import __version__
+from edge_lwdetr.errors import EdgeLwdetrError
+from edge_lwdetr.export.msda_onnx import NATIVE, msda_nodes, num_levels_of, reference_function
+from edge_lwdetr.export.rewrite import METADATA_KEY, rewrite_msda
+from edge_lwdetr.model.config import check_image_size
+from edge_lwdetr.model.loading import LoadedModel, load_model
+from edge_lwdetr.processing import IMAGENET_MEAN, IMAGENET_STD
+
+# The dynamo exporter emits opset 18 at the lowest; TensorRT 10.0+ parses opsets 9-20 (JetPack 6 has 10.3).
+OPSETS = (18, 19, 20)
+MAX_PROTOBUF_BYTES = 2**31 - 1
+
+
+class NormalizedInput(nn.Module):
+    """The model with ImageNet normalisation in front, so the graph takes RGB in [0, 1]."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.from_numpy(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.from_numpy(IMAGENET_STD).view(1, 3, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model((images - self.mean) / self.std)
+
+
+def export_onnx(
+    weights: str | Path,
+    output: Path,
+    imgsz: int = 640,
+    batch: int = 1,
+    dynamic_batch: bool = False,
+    opset: int = 18,
+    msda: str = "plugin",
+    trt_version: str = "10.3",
+    variant: str | None = None,
+    log: Callable[[str], None] = lambda message: None,
+) -> onnx.ModelProto:
+    """Export `weights` to `output`; returns the saved model."""
+    if opset not in OPSETS:
+        raise EdgeLwdetrError(f"--opset {opset} is not supported: choose one of {', '.join(map(str, OPSETS))}")
+    if msda not in ("native", "plugin", "builtin"):
+        raise EdgeLwdetrError(f"--msda {msda} is unknown: choose native, plugin or builtin")
+    if batch < 1:
+        raise EdgeLwdetrError(f"--batch {batch} must be at least 1")
+    if not output.parent.is_dir():
+        raise EdgeLwdetrError(f"cannot write {output}: folder {output.parent} does not exist")
+
+    started = time.perf_counter()
+    loaded = load_model(weights, variant)
+    check_image_size(loaded.config, imgsz, imgsz)
+    log(f"loaded LW-DETR-{loaded.variant} from {weights}")
+
+    model = trace_to_onnx(loaded, imgsz, batch, dynamic_batch, opset)
+    log(f"traced to ONNX opset {opset} ({time.perf_counter() - started:.1f} s)")
+    model = simplify(model)
+    model.functions.append(reference_function(NATIVE, num_levels_of(model, msda_nodes(model)[0]), opset))
+    add_metadata(model, loaded, weights, imgsz, "dynamic" if dynamic_batch else str(batch))
+    if msda != "native":
+        model = rewrite_msda(model, msda, trt_version, str(output))
+        log(f"rewrote {len(msda_nodes(model))} MSDA nodes to the {msda} plugin form")
+
+    onnx.checker.check_model(model, full_check=True)
+    if model.ByteSize() > MAX_PROTOBUF_BYTES:
+        raise EdgeLwdetrError(f"the graph is {model.ByteSize() / 2**30:.1f} GiB, over ONNX's 2 GiB single-file limit")
+    try:
+        onnx.save(model, output)
+    except OSError as error:
+        raise EdgeLwdetrError(f"cannot write {output}: {error.strerror}") from None
+    log(f"wrote {output} ({output.stat().st_size / 2**20:.1f} MiB, {time.perf_counter() - started:.1f} s)")
+    return model
+
+
+def trace_to_onnx(loaded: LoadedModel, imgsz: int, batch: int, dynamic_batch: bool, opset: int) -> onnx.ModelProto:
+    wrapper = NormalizedInput(loaded.model).eval().cpu()
+    # An example batch of 1 would make torch.export specialise the batch dimension to 1.
+    example = torch.rand(max(batch, 2) if dynamic_batch else batch, 3, imgsz, imgsz)
+    dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=1024)},) if dynamic_batch else None
+    # The exporter logs every optional library it lacks (torchvision ops) and torch.export's deprecations.
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        program = torch.onnx.export(
+            wrapper,
+            (example,),
+            dynamo=True,
+            opset_version=opset,
+            input_names=["images"],
+            output_names=["logits", "pred_boxes"],
+            dynamic_shapes=dynamic_shapes,
+            optimize=True,
+            verbose=False,
+        )
+    return program.model_proto
+
+
+def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
+    """onnxslim: constant folding (the position-embedding resize becomes one constant), dead-node removal, fusion."""
+    import onnxslim
+
+    return onnxslim.slim(model)
+
+
+def weights_sha256(files: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for file in files:
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def add_metadata(model: onnx.ModelProto, loaded: LoadedModel, weights, imgsz: int, batch: str) -> None:
+    config = loaded.config
+    props = {
+        "edge_lwdetr.version": __version__,
+        "edge_lwdetr.variant": loaded.variant,
+        "edge_lwdetr.image_size": str(imgsz),
+        "edge_lwdetr.batch": batch,
+        "edge_lwdetr.num_queries": str(config.num_queries),
+        "edge_lwdetr.id2label": json.dumps({str(k): v for k, v in loaded.id2label.items()}),
+        "edge_lwdetr.normalization": json.dumps(
+            {"input": "RGB, NCHW, float32 in [0, 1]", "mean": IMAGENET_MEAN.tolist(), "std": IMAGENET_STD.tolist()}
+        ),
+        "edge_lwdetr.source": str(weights),
+        "edge_lwdetr.source_sha256": weights_sha256(loaded.weights_files),
+        METADATA_KEY: "native",
+    }
+    del model.metadata_props[:]
+    for key, value in props.items():
+        model.metadata_props.add(key=key, value=value)
