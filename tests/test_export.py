@@ -51,13 +51,13 @@ def pytorch_outputs(folder, images: np.ndarray):
 
 
 @pytest.mark.parametrize("variant", list(SIZES))
-def test_portable_export_matches_pytorch_at_batch_1_and_3(variant, native_export):
+def test_portable_export_matches_pytorch_at_batch_1_3_4(variant, native_export):
     folder, path, _ = native_export(variant)
     model = onnx.load(path)
     onnx.checker.check_model(model, full_check=True)
-    images = well_conditioned_images(load_model(folder).model, 3, SIZES[variant])
+    images = well_conditioned_images(load_model(folder).model, 4, SIZES[variant])
     logits, boxes = pytorch_outputs(folder, images)
-    for batch in (1, 3):
+    for batch in (1, 3, 4):
         onnx_logits, onnx_boxes = run_onnx(model, images[:batch])
         assert onnx_logits.shape == logits[:batch].shape
         assert np.abs(onnx_logits - logits[:batch]).max() <= 1e-4
