@@ -1,0 +1,256 @@
+/*
+ * EdgeLwdetrMSDA TensorRT plugin: shapes, formats and enqueue. The arithmetic lives in msdaKernel.cu.
+ */
+#include "msdaPlugin.h"
+#include "msdaKernel.h"
+
+#include <cstdio>
+
+using namespace nvinfer1;
+
+namespace edge_lwdetr
+{
+namespace
+{
+
+enum Io : int32_t
+{
+    kValue = 0,
+    kSpatialShapes = 1,
+    kLevelStart = 2,
+    kLocations = 3,
+    kWeights = 4,
+    kOutput = 5,
+    kNbInputs = 5
+};
+
+constexpr int32_t kRanks[kNbInputs] = {4, 2, 1, 6, 5};
+
+bool isFloat(DataType type)
+{
+    return type == DataType::kFLOAT || type == DataType::kHALF;
+}
+
+int32_t kernelType(DataType type)
+{
+    return type == DataType::kHALF ? EDGE_LWDETR_MSDA_FLOAT16 : EDGE_LWDETR_MSDA_FLOAT32;
+}
+
+int32_t fail(char const* message)
+{
+    std::fprintf(stderr, "%s: %s\n", kMsdaPluginName, message);
+    return -1;
+}
+
+//! Two dimensions agree unless both are known and differ (build-time descriptors carry -1 for dynamic sizes).
+bool agree(int64_t a, int64_t b)
+{
+    return a < 0 || b < 0 || a == b;
+}
+
+int32_t checkDims(Dims const (&dims)[kNbInputs])
+{
+    for (int32_t i = 0; i < kNbInputs; ++i)
+    {
+        if (dims[i].nbDims != kRanks[i])
+        {
+            return fail("inputs must be value [N,S,M,D], spatial_shapes [L,2], level_start_index [L], "
+                        "sampling_locations [N,Lq,M,L,P,2], attention_weights [N,Lq,M,L,P]");
+        }
+    }
+    Dims const& value = dims[kValue];
+    Dims const& loc = dims[kLocations];
+    Dims const& weights = dims[kWeights];
+    bool const consistent = agree(value.d[0], loc.d[0]) && agree(value.d[2], loc.d[2])
+        && agree(dims[kSpatialShapes].d[0], loc.d[3]) && agree(dims[kLevelStart].d[0], loc.d[3])
+        && agree(dims[kSpatialShapes].d[1], 2) && agree(loc.d[5], 2);
+    for (int32_t i = 0; i < 5; ++i)
+    {
+        if (!agree(loc.d[i], weights.d[i]))
+        {
+            return fail("sampling_locations and attention_weights disagree in N, Lq, M, L or P");
+        }
+    }
+    return consistent ? 0 : fail("value, spatial_shapes and sampling_locations disagree in N, M or L");
+}
+
+} // namespace
+
+IPluginCapability* MsdaPlugin::getCapabilityInterface(PluginCapabilityType type) noexcept
+{
+    switch (type)
+    {
+    case PluginCapabilityType::kBUILD: return static_cast<IPluginV3OneBuild*>(this);
+    case PluginCapabilityType::kRUNTIME: return static_cast<IPluginV3OneRuntime*>(this);
+    case PluginCapabilityType::kCORE: return static_cast<IPluginV3OneCore*>(this);
+    }
+    return nullptr;
+}
+
+IPluginV3* MsdaPlugin::clone() noexcept
+{
+    return new (std::nothrow) MsdaPlugin();
+}
+
+char const* MsdaPlugin::getPluginName() const noexcept
+{
+    return kMsdaPluginName;
+}
+
+char const* MsdaPlugin::getPluginVersion() const noexcept
+{
+    return kMsdaPluginVersion;
+}
+
+char const* MsdaPlugin::getPluginNamespace() const noexcept
+{
+    return kMsdaPluginNamespace;
+}
+
+int32_t MsdaPlugin::getNbOutputs() const noexcept
+{
+    return 1;
+}
+
+int32_t MsdaPlugin::getOutputDataTypes(
+    DataType* outputTypes, int32_t nbOutputs, DataType const* inputTypes, int32_t nbInputs) const noexcept
+{
+    if (nbOutputs != 1 || nbInputs != kNbInputs)
+    {
+        return fail("expects 5 inputs and 1 output");
+    }
+    outputTypes[0] = inputTypes[kValue];
+    return 0;
+}
+
+int32_t MsdaPlugin::getOutputShapes(DimsExprs const* inputs, int32_t nbInputs, DimsExprs const* /*shapeInputs*/,
+    int32_t /*nbShapeInputs*/, DimsExprs* outputs, int32_t nbOutputs, IExprBuilder& /*exprBuilder*/) noexcept
+{
+    if (nbInputs != kNbInputs || nbOutputs != 1 || inputs[kValue].nbDims != 4 || inputs[kLocations].nbDims != 6)
+    {
+        return fail("expects value [N,S,M,D] and sampling_locations [N,Lq,M,L,P,2]");
+    }
+    outputs[0].nbDims = 4;
+    outputs[0].d[0] = inputs[kValue].d[0];
+    outputs[0].d[1] = inputs[kLocations].d[1];
+    outputs[0].d[2] = inputs[kValue].d[2];
+    outputs[0].d[3] = inputs[kValue].d[3];
+    return 0;
+}
+
+bool MsdaPlugin::supportsFormatCombination(
+    int32_t pos, DynamicPluginTensorDesc const* inOut, int32_t /*nbInputs*/, int32_t /*nbOutputs*/) noexcept
+{
+    PluginTensorDesc const& desc = inOut[pos].desc;
+    if (desc.format != TensorFormat::kLINEAR)
+    {
+        return false;
+    }
+    DataType const valueType = inOut[kValue].desc.type;
+    switch (pos)
+    {
+    case kValue: return isFloat(desc.type);
+    case kSpatialShapes:
+    case kLevelStart: return desc.type == DataType::kINT32;
+    // FP16 value may come with FP16 or FP32 locations and weights (precision-sensitive arithmetic kept in FP32);
+    // FP32 value needs FP32 ones.
+    case kLocations: return desc.type == valueType || (valueType == DataType::kHALF && desc.type == DataType::kFLOAT);
+    case kWeights: return desc.type == inOut[kLocations].desc.type;
+    case kOutput: return desc.type == valueType;
+    default: return false;
+    }
+}
+
+int32_t MsdaPlugin::configurePlugin(
+    DynamicPluginTensorDesc const* in, int32_t nbInputs, DynamicPluginTensorDesc const* /*out*/, int32_t nbOutputs) noexcept
+{
+    if (nbInputs != kNbInputs || nbOutputs != 1)
+    {
+        return fail("expects 5 inputs and 1 output");
+    }
+    Dims const dims[kNbInputs] = {in[0].desc.dims, in[1].desc.dims, in[2].desc.dims, in[3].desc.dims, in[4].desc.dims};
+    return checkDims(dims);
+}
+
+size_t MsdaPlugin::getWorkspaceSize(DynamicPluginTensorDesc const* /*inputs*/, int32_t /*nbInputs*/,
+    DynamicPluginTensorDesc const* /*outputs*/, int32_t /*nbOutputs*/) const noexcept
+{
+    return 0;
+}
+
+int32_t MsdaPlugin::onShapeChange(
+    PluginTensorDesc const* in, int32_t nbInputs, PluginTensorDesc const* /*out*/, int32_t nbOutputs) noexcept
+{
+    if (nbInputs != kNbInputs || nbOutputs != 1)
+    {
+        return fail("expects 5 inputs and 1 output");
+    }
+    Dims const dims[kNbInputs] = {in[0].dims, in[1].dims, in[2].dims, in[3].dims, in[4].dims};
+    return checkDims(dims);
+}
+
+int32_t MsdaPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const* /*outputDesc*/,
+    void const* const* inputs, void* const* outputs, void* /*workspace*/, cudaStream_t stream) noexcept
+{
+    Dims const& value = inputDesc[kValue].dims;
+    Dims const& loc = inputDesc[kLocations].dims;
+    int32_t const status = edgeLwdetrMsdaEnqueue(kernelType(inputDesc[kValue].type),
+        kernelType(inputDesc[kLocations].type), inputs[kValue], static_cast<int32_t const*>(inputs[kSpatialShapes]),
+        static_cast<int32_t const*>(inputs[kLevelStart]), inputs[kLocations], inputs[kWeights], outputs[0],
+        static_cast<int32_t>(value.d[0]), static_cast<int32_t>(value.d[1]), static_cast<int32_t>(value.d[2]),
+        static_cast<int32_t>(value.d[3]), static_cast<int32_t>(loc.d[1]), static_cast<int32_t>(loc.d[3]),
+        static_cast<int32_t>(loc.d[4]), stream);
+    return status == cudaSuccess ? 0 : fail(cudaGetErrorString(static_cast<cudaError_t>(status)));
+}
+
+IPluginV3* MsdaPlugin::attachToContext(IPluginResourceContext* /*context*/) noexcept
+{
+    return clone();
+}
+
+PluginFieldCollection const* MsdaPlugin::getFieldsToSerialize() noexcept
+{
+    return &mNoFields;
+}
+
+char const* MsdaPluginCreator::getPluginName() const noexcept
+{
+    return kMsdaPluginName;
+}
+
+char const* MsdaPluginCreator::getPluginVersion() const noexcept
+{
+    return kMsdaPluginVersion;
+}
+
+char const* MsdaPluginCreator::getPluginNamespace() const noexcept
+{
+    return kMsdaPluginNamespace;
+}
+
+PluginFieldCollection const* MsdaPluginCreator::getFieldNames() noexcept
+{
+    return &mNoFields;
+}
+
+IPluginV3* MsdaPluginCreator::createPlugin(
+    char const* /*name*/, PluginFieldCollection const* /*fc*/, TensorRTPhase /*phase*/) noexcept
+{
+    return new (std::nothrow) MsdaPlugin();
+}
+
+namespace
+{
+//! Registers the creator under its own namespace when the library is loaded (ctypes.CDLL, polygraphy --plugins,
+//! trtexec --staticPlugins). TensorRT's REGISTER_TENSORRT_PLUGIN would register it under the empty namespace.
+struct Registrar
+{
+    Registrar()
+    {
+        static MsdaPluginCreator creator;
+        getPluginRegistry()->registerCreator(creator, kMsdaPluginNamespace);
+    }
+} const gRegistrar;
+} // namespace
+
+} // namespace edge_lwdetr
