@@ -150,6 +150,58 @@ def run_rewrite(args: argparse.Namespace) -> None:
     print(f"rewrote {len(msda_nodes(model))} MSDA nodes to the {args.target} form: {args.output}")
 
 
+def _batch_profile(text: str) -> tuple[int, int, int]:
+    try:
+        lo, opt, hi = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not MIN,OPT,MAX such as 1,4,8") from None
+    if not 1 <= lo <= opt <= hi:
+        raise argparse.ArgumentTypeError(f"{text!r}: need 1 <= MIN <= OPT <= MAX")
+    return lo, opt, hi
+
+
+def add_build_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--onnx", required=True, type=Path, help="ONNX from `edge-lwdetr export --msda native`")
+    p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp16", help="fp16 (default), int8, fp32")
+    p.add_argument("--calib-data", type=Path, help="int8: calibration images (a folder) or a video")
+    p.add_argument("--calib-count", type=int, default=500, help="int8: number of calibration images (500)")
+    p.add_argument("--output", type=Path, help="engine file (default: ONNX name + .<precision>.engine)")
+    p.add_argument("--onnx-only", action="store_true", help="stop after writing the precision graph (no TensorRT)")
+    p.add_argument("--plugin", type=Path, help="plugin library (default: $EDGE_LWDETR_PLUGIN or build/plugins/...)")
+    p.add_argument("--msda", choices=["plugin", "builtin"], default="plugin", help="plugin (default) or NVIDIA's builtin")
+    p.add_argument("--trt-version", help="target TensorRT, for the builtin plugin's version (default: installed)")
+    p.add_argument("--batch-profile", type=_batch_profile, help="MIN,OPT,MAX batch for a dynamic-batch graph (1,1,8)")
+    p.add_argument("--workspace", type=float, default=4.0, help="builder workspace in GiB (4)")
+    p.add_argument("--timing-cache", type=Path, help="timing cache file, loaded if present and saved after the build")
+    p.add_argument("--version-compatible", action="store_true", help="engine loadable by later TensorRT versions")
+    p.add_argument("--dla-core", type=int, help="build for this DLA core, GPU fallback on (Jetson, where supported)")
+    p.add_argument("--legacy-precision-flags", action="store_true", help="TensorRT 10.x only: weakly typed build")
+    p.set_defaults(run=run_build)
+
+
+def run_build(args: argparse.Namespace) -> None:
+    from edge_lwdetr.engine.build import build
+
+    build(
+        args.onnx,
+        precision=args.precision,
+        output=args.output,
+        calib_data=args.calib_data,
+        calib_count=args.calib_count,
+        onnx_only=args.onnx_only,
+        plugin=args.plugin,
+        msda=args.msda,
+        trt_version=args.trt_version or _default_trt_version(),
+        batch_profile=args.batch_profile,
+        workspace_gib=args.workspace,
+        timing_cache=args.timing_cache,
+        version_compatible=args.version_compatible,
+        dla_core=args.dla_core,
+        legacy_precision_flags=args.legacy_precision_flags,
+        log=print,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edge-lwdetr", description="LW-DETR from PyTorch to TensorRT on NVIDIA Jetson, and live video inference"
@@ -159,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict(subparsers)
     _add_export(subparsers)
     _add_rewrite(subparsers)
+    add_build_arguments(subparsers.add_parser("build", help="build a TensorRT engine (FP32, FP16 or INT8)"))
     return parser
 
 

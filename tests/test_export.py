@@ -16,26 +16,10 @@ from edge_lwdetr.export.onnx_export import export_onnx
 from edge_lwdetr.export.rewrite import rewrite_msda
 from edge_lwdetr.model.loading import load_model
 from edge_lwdetr.processing import normalize
+from hf_models import ONNX_SIZES as SIZES
 from hf_models import well_conditioned_images
 
-SIZES = {"tiny": 256, "small": 320, "medium": 320, "large": 320, "xlarge": 256}
 PLUGIN_OPS = {"plugin": ("EdgeLwdetrMSDA", "edge_lwdetr", "1", "edge_lwdetr"), "builtin": ("MultiscaleDeformableAttnPlugin_TRT", "trt", "1", "")}
-
-
-@pytest.fixture(scope="session")
-def native_export(hf_checkpoint, tmp_path_factory):
-    """variant -> (checkpoint folder, path of its dynamic-batch native export, the model); exported once."""
-    cache = {}
-
-    def get(variant):
-        if variant not in cache:
-            folder, _ = hf_checkpoint(variant)
-            path = tmp_path_factory.mktemp(f"onnx_{variant}") / "native.onnx"
-            model = export_onnx(folder, path, imgsz=SIZES[variant], dynamic_batch=True, msda="native")
-            cache[variant] = (folder, path, model)
-        return cache[variant]
-
-    return get
 
 
 def run_onnx(model: onnx.ModelProto, images: np.ndarray) -> list[np.ndarray]:

@@ -59,7 +59,8 @@ def reference_function(form: MsdaNodeForm, num_levels: int, opset: int) -> onnx.
     """The MSDA reference as an ONNX function in standard ops, for a model with `num_levels` feature levels.
 
     Level shapes and offsets are read from the spatial_shapes / level_start_index inputs, so the body computes the
-    op's definition for whatever those inputs hold.
+    op's definition for whatever those inputs hold. It computes in FP32 and returns the type of `value`, as the
+    plugin does (an FP16 graph may give FP16 value with FP32 locations and weights).
     """
     nodes: list[onnx.NodeProto] = []
 
@@ -79,14 +80,16 @@ def reference_function(form: MsdaNodeForm, num_levels: int, opset: int) -> onnx.
         return add("Concat", [minus_one, shape], f"{name}_target", axis=0)
 
     minus_one = ints("minus_one", [-1])
-    batch = add("Shape", ["value"], "batch", start=0, end=1)
-    heads_channels = add("Shape", ["value"], "heads_channels", start=2, end=4)
-    channels = add("Shape", ["value"], "channels", start=3, end=4)
+    value = add("Cast", ["value"], "value32", to=TensorProto.FLOAT)
+    locations = add("Cast", ["sampling_locations"], "locations32", to=TensorProto.FLOAT)
+    batch = add("Shape", [value], "batch", start=0, end=1)
+    heads_channels = add("Shape", [value], "heads_channels", start=2, end=4)
+    channels = add("Shape", [value], "channels", start=3, end=4)
     shapes = add("Cast", ["spatial_shapes"], "shapes64", to=TensorProto.INT64)
     starts = add("Cast", ["level_start_index"], "starts64", to=TensorProto.INT64)
-    two = add("CastLike", [add("Constant", [], "two_f", value_float=2.0), "sampling_locations"], "two")
-    one = add("CastLike", [add("Constant", [], "one_f", value_float=1.0), "sampling_locations"], "one")
-    grids = add("Sub", [add("Mul", ["sampling_locations", two], "loc2"), one], "grids")  # [-1, 1] for GridSample
+    two = add("Constant", [], "two", value_float=2.0)
+    one = add("Constant", [], "one", value_float=1.0)
+    grids = add("Sub", [add("Mul", [locations, two], "loc2"), one], "grids")  # [-1, 1] for GridSample
     mode = "linear" if opset >= 20 else "bilinear"  # GridSample renamed the mode in opset 20
 
     sampled = []
@@ -96,7 +99,7 @@ def reference_function(form: MsdaNodeForm, num_levels: int, opset: int) -> onnx.
         size = add("ReduceProd", [hw], f"size{level}", keepdims=1)
         start = add("Gather", [starts, ints(f"i{level}", [level])], f"start{level}", axis=0)  # [1]
         end = add("Add", [start, size], f"end{level}")
-        level_value = add("Slice", ["value", start, end, ints(f"ax1_{level}", [1])], f"value{level}")  # N, HW, M, D
+        level_value = add("Slice", [value, start, end, ints(f"ax1_{level}", [1])], f"value{level}")  # N, HW, M, D
         level_value = add("Transpose", [level_value], f"value{level}_t", perm=[0, 2, 3, 1])  # N, M, D, HW
         target = add("Concat", [minus_one, channels, hw], f"value{level}_target", axis=0)
         level_value = add("Reshape", [level_value, target], f"value{level}_maps")  # N*M, D, H, W
@@ -109,13 +112,15 @@ def reference_function(form: MsdaNodeForm, num_levels: int, opset: int) -> onnx.
         sampled.append(add("Unsqueeze", [sample, ints(f"ax3_{level}", [3])], f"sample{level}_u"))
     stacked = add("Concat", sampled, "stacked", axis=3) if num_levels > 1 else sampled[0]  # N*M, D, Lq, L, P
 
-    weights = add("Transpose", ["attention_weights"], "weights_t", perm=[0, 2, 1, 3, 4])  # N, M, Lq, L, P
+    weights = add("Cast", ["attention_weights"], "weights32", to=TensorProto.FLOAT)
+    weights = add("Transpose", [weights], "weights_t", perm=[0, 2, 1, 3, 4])  # N, M, Lq, L, P
     weights = add("Reshape", [weights, tail(weights, 2, "weights")], "weights_flat")  # N*M, Lq, L, P
     weights = add("Unsqueeze", [weights, ints("ax1_w", [1])], "weights_u")  # N*M, 1, Lq, L, P
     summed = add("ReduceSum", [add("Mul", [stacked, weights], "weighted"), ints("ax34", [3, 4])], "summed", keepdims=0)
     target = add("Concat", [batch, heads_channels, minus_one], "out_target", axis=0)
     summed = add("Reshape", [summed, target], "out_nmdq")  # N, M, D, Lq
-    nodes.append(helper.make_node("Transpose", [summed], ["output"], perm=[0, 3, 1, 2]))  # N, Lq, M, D
+    output = add("Transpose", [summed], "output32", perm=[0, 3, 1, 2])  # N, Lq, M, D
+    nodes.append(helper.make_node("CastLike", [output, "value"], ["output"]))
 
     return helper.make_function(
         form.domain,

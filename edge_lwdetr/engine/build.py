@@ -1,0 +1,146 @@
+"""Native ONNX export -> precision graph (FP32, FP16 or INT8, explicit in the types) -> plugin rewrite -> engine.
+
+Everything up to the precision graph runs on a CPU (`onnx_only`); the engine needs TensorRT (trt_builder.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import onnx
+
+from edge_lwdetr import __version__
+from edge_lwdetr.engine.sidecar import file_sha256, write_sidecar
+from edge_lwdetr.errors import EdgeLwdetrError
+from edge_lwdetr.export.msda_onnx import NATIVE, form_of, msda_nodes
+from edge_lwdetr.export.rewrite import load_onnx, rewrite_msda
+
+DEFAULT_PLUGIN = Path("build/plugins/libedge_lwdetr_plugins.so")
+DEFAULT_BATCH_PROFILE = (1, 1, 8)
+
+
+def build(
+    onnx_path: Path,
+    precision: str = "fp16",
+    output: Path | None = None,
+    calib_data: Path | None = None,
+    calib_count: int = 500,
+    onnx_only: bool = False,
+    plugin: Path | None = None,
+    msda: str = "plugin",
+    trt_version: str = "10.3",
+    batch_profile: tuple[int, int, int] | None = None,
+    workspace_gib: float = 4.0,
+    timing_cache: Path | None = None,
+    version_compatible: bool = False,
+    dla_core: int | None = None,
+    legacy_precision_flags: bool = False,
+    log: Callable[[str], None] = lambda message: None,
+) -> Path:
+    """Build `onnx_path` (from `edge-lwdetr export --msda native`); returns the engine, or the graph if onnx_only."""
+    started = time.perf_counter()
+    if precision not in ("fp32", "fp16", "int8"):
+        raise EdgeLwdetrError(f"--precision {precision} is unknown: choose fp32, fp16 or int8")
+    if precision == "int8" and calib_data is None:
+        raise EdgeLwdetrError("int8 needs calibration images: pass --calib-data with an image folder or a video")
+    model = load_onnx(onnx_path)
+    nodes = msda_nodes(model)
+    if not nodes:
+        raise EdgeLwdetrError(
+            f"{onnx_path} has no MSDA node, so no plugin layer could be made: it is not an `edge-lwdetr export` graph"
+        )
+    if precision != "fp32" and any(form_of(node) is not NATIVE for node in nodes):
+        raise EdgeLwdetrError(
+            f"{onnx_path} is already rewritten to plugin nodes; {precision} needs the native export: "
+            "edge-lwdetr export --msda native"
+        )
+    output = output or onnx_path.with_suffix(f".{precision}.engine")
+    graph_path = output.with_suffix(".onnx") if output.suffix != ".onnx" else output
+    _check_writable(output)
+    if not onnx_only and msda == "plugin":
+        plugin = plugin or Path(os.environ.get("EDGE_LWDETR_PLUGIN", DEFAULT_PLUGIN))
+        if not plugin.is_file():
+            raise EdgeLwdetrError(
+                f"plugin library not found: {plugin}; build it with `cmake -S plugins/msda -B build/plugins && "
+                "cmake --build build/plugins` and pass --plugin, or stop at the graph with --onnx-only"
+            )
+    if not onnx_only:
+        from edge_lwdetr.engine.trt_builder import import_tensorrt
+
+        import_tensorrt()  # fail now, not after minutes of calibration
+
+    meta = {p.key: p.value for p in model.metadata_props}
+    image_size = int(meta.get("edge_lwdetr.image_size") or model.graph.input[0].type.tensor_type.shape.dim[2].dim_value)
+    calibration = None
+    if precision == "int8":
+        from edge_lwdetr.engine.calibration import calibration_images
+
+        calibration = calibration_images(calib_data, calib_count, image_size)
+    if precision != "fp32":
+        from edge_lwdetr.engine.precision import precision_graph
+
+        log(f"making the {precision} graph with ModelOpt (CPU)")
+        model = precision_graph(model, precision, calibration)
+    model = rewrite_msda(model, msda, trt_version, str(onnx_path))
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, graph_path)
+    log(f"wrote the {precision} graph {graph_path} ({time.perf_counter() - started:.1f} s)")
+    if onnx_only:
+        return graph_path
+
+    from edge_lwdetr.engine.device import gpu_info
+    from edge_lwdetr.engine.trt_builder import BuildOptions, build_engine
+
+    dynamic = not model.graph.input[0].type.tensor_type.shape.dim[0].dim_value
+    if batch_profile is not None and not dynamic:
+        raise EdgeLwdetrError(f"{onnx_path} has a static batch: --batch-profile needs an export with --dynamic-batch")
+    options = BuildOptions(
+        precision=precision,
+        batch_profile=(batch_profile or DEFAULT_BATCH_PROFILE) if dynamic else None,
+        image_size=image_size,
+        workspace_gib=workspace_gib,
+        timing_cache=timing_cache,
+        version_compatible=version_compatible,
+        dla_core=dla_core,
+        legacy_precision_flags=legacy_precision_flags,
+    )
+    log("building the TensorRT engine")
+    serialized, tensorrt_version, shares = build_engine(graph_path, plugin if msda == "plugin" else None, len(nodes), options)
+    output.write_bytes(serialized)
+    write_sidecar(
+        output,
+        {
+            "edge_lwdetr_version": __version__,
+            "tensorrt_version": tensorrt_version,
+            "gpu": gpu_info(),
+            "precision": precision,
+            "layer_precision_shares": shares,
+            "image_size": image_size,
+            "batch_profile": list(options.batch_profile) if options.batch_profile else None,
+            "id2label": json.loads(meta.get("edge_lwdetr.id2label", "{}")),
+            "variant": meta.get("edge_lwdetr.variant"),
+            "onnx": str(graph_path),
+            "onnx_sha256": file_sha256(graph_path),
+            "plugin_sha256": file_sha256(plugin) if msda == "plugin" else None,
+            "msda": msda,
+            "build_options": {
+                "workspace_gib": workspace_gib,
+                "version_compatible": version_compatible,
+                "dla_core": dla_core,
+                "legacy_precision_flags": legacy_precision_flags,
+                "timing_cache": str(timing_cache) if timing_cache else None,
+            },
+        },
+    )
+    log(f"wrote {output} and its sidecar ({time.perf_counter() - started:.1f} s); layer precision: {shares}")
+    return output
+
+
+def _check_writable(path: Path) -> None:
+    folder = path.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise EdgeLwdetrError(f"cannot write {path}: folder {folder} does not exist or is not writable")

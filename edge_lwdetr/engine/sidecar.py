@@ -1,0 +1,49 @@
+"""The JSON written beside each engine: what it was built from, for, and how. The runtime checks it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from edge_lwdetr.errors import EdgeLwdetrError
+
+
+def sidecar_path(engine: Path) -> Path:
+    return engine.with_suffix(engine.suffix + ".json")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_sidecar(engine: Path, fields: dict[str, Any]) -> Path:
+    path = sidecar_path(engine)
+    path.write_text(json.dumps(fields, indent=1, sort_keys=True))
+    return path
+
+
+def read_sidecar(engine: Path) -> dict[str, Any]:
+    path = sidecar_path(engine)
+    if not path.is_file():
+        raise EdgeLwdetrError(f"{engine} has no sidecar {path.name}: rebuild the engine with `edge-lwdetr build`")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise EdgeLwdetrError(f"{path} is not valid JSON ({error}): rebuild the engine") from None
+
+
+def check_sidecar(sidecar: dict[str, Any], tensorrt_version: str, gpu_name: str, compute_capability: str) -> None:
+    """Refuse an engine built by another TensorRT or for another GPU: it would fail to load or run wrongly."""
+    built = sidecar.get("tensorrt_version"), sidecar.get("gpu", {}).get("name"), sidecar.get("gpu", {}).get("compute_capability")
+    running = tensorrt_version, gpu_name, compute_capability
+    if built != running and not sidecar.get("build_options", {}).get("version_compatible"):
+        raise EdgeLwdetrError(
+            f"the engine was built with TensorRT {built[0]} for {built[1]} (sm {built[2]}), this is TensorRT "
+            f"{running[0]} on {running[1]} (sm {running[2]}): rebuild it here with `edge-lwdetr build`"
+        )
