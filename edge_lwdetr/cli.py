@@ -202,6 +202,61 @@ def run_build(args: argparse.Namespace) -> None:
     )
 
 
+def _add_run(subparsers) -> None:
+    p = subparsers.add_parser("run", help="detect objects in a camera, stream, video or image folder")
+    p.add_argument("--model", required=True, help="TensorRT engine, ONNX export, or weights (PyTorch)")
+    p.add_argument("--source", required=True, help="0, /dev/video0, csi://0, rtsp://..., a video file, an image folder")
+    p.add_argument("--save", type=Path, help="write the annotated video here (.mp4 or .avi)")
+    p.add_argument("--save-json", type=Path, help="write one JSON line of detections per processed frame here")
+    p.add_argument("--show", action="store_true", help="show the annotated video in a window (q or Esc stops)")
+    p.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "torch"])
+    p.add_argument("--conf", type=float, default=0.3, help="keep detections scoring above this (0.3)")
+    p.add_argument("--max-frames", type=int, help="stop after this many processed frames")
+    p.add_argument("--imgsz", type=int, default=640, help="input size for weights run with PyTorch (640)")
+    p.add_argument("--plugin", type=Path, help="MSDA plugin library for an engine (default: the one it was built with)")
+    p.set_defaults(run=run_run)
+
+
+def run_run(args: argparse.Namespace) -> None:
+    import signal
+    import threading
+
+    from edge_lwdetr.backends import open_backend
+    from edge_lwdetr.runtime.pipeline import run_stream
+    from edge_lwdetr.runtime.sinks import JsonlSink, VideoSink, WindowSink
+    from edge_lwdetr.runtime.sources import open_source
+
+    if not 0 <= args.conf < 1:
+        raise EdgeLwdetrError(f"--conf {args.conf} is outside [0, 1)")
+    log = lambda message: print(message, file=sys.stderr)  # noqa: E731 - stdout carries the results
+    source = open_source(args.source, log=log)
+    backend = open_backend(args.model, args.backend, args.imgsz, args.plugin)
+    stop = threading.Event()
+    sinks = []
+    if args.save:
+        sinks.append(VideoSink(args.save, source.fps))
+    if args.save_json:
+        sinks.append(JsonlSink(args.save_json))
+    if args.show:
+        sinks.append(WindowSink(f"edge-lwdetr: {args.source}", stop))
+    print(
+        f"LW-DETR-{backend.variant} on {backend.name} ({getattr(backend, 'device', 'cpu')}), "
+        f"{backend.image_size} px, source {args.source}{' (live)' if source.live else ''}"
+    )
+    handlers = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        summary = run_stream(backend, source, sinks, args.conf, stop, args.max_frames)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    print(f"{summary.frames} frames in {summary.seconds:.1f} s: {summary.fps:.1f} FPS end to end, {summary.dropped} dropped")
+    for stage, stats in summary.stages.items():
+        print(f"  {stage:<12} p50 {stats['p50']:8.2f} ms   p90 {stats['p90']:8.2f} ms   p99 {stats['p99']:8.2f} ms")
+    for path in (args.save, args.save_json):
+        if path:
+            print(f"wrote {path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edge-lwdetr", description="LW-DETR from PyTorch to TensorRT on NVIDIA Jetson, and live video inference"
@@ -212,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export(subparsers)
     _add_rewrite(subparsers)
     add_build_arguments(subparsers.add_parser("build", help="build a TensorRT engine (FP32, FP16 or INT8)"))
+    _add_run(subparsers)
     return parser
 
 

@@ -7,9 +7,13 @@ imported lazily, so the CPU path never imports what another backend needs.
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
+from edge_lwdetr.errors import EdgeLwdetrError
 
 
 class Backend(Protocol):
@@ -17,4 +21,37 @@ class Backend(Protocol):
     image_size: int
     id2label: dict[int, str]
 
+    stage_ms: dict[str, float]  # the last call's stage times (h2d / infer / d2h where the backend can tell)
+
     def infer(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def open_backend(model: str, backend: str = "auto", image_size: int = 640, plugin: Path | None = None) -> Backend:
+    """The backend for `model`: an engine (.engine/.plan), an ONNX file, or weights for PyTorch.
+
+    auto: TensorRT for an engine where TensorRT is installed, ONNX Runtime for an ONNX, PyTorch for weights.
+    """
+    path = Path(model)
+    kind = "engine" if path.suffix in (".engine", ".plan") else "onnx" if path.suffix == ".onnx" else "weights"
+    if backend == "auto":
+        backend = {"engine": "tensorrt", "onnx": "onnxruntime", "weights": "torch"}[kind]
+        if kind == "engine" and importlib.util.find_spec("tensorrt") is None:
+            raise EdgeLwdetrError(
+                f"{model} is a TensorRT engine but TensorRT is not installed here; pass the ONNX export instead"
+            )
+    allowed = {"tensorrt": ("engine",), "onnxruntime": ("onnx",), "torch": ("weights",)}
+    if backend not in allowed:
+        raise EdgeLwdetrError(f"--backend {backend} is unknown: choose auto, tensorrt, onnxruntime or torch")
+    if kind not in allowed[backend]:
+        raise EdgeLwdetrError(f"--backend {backend} cannot run {model} (a {kind}); it takes: {allowed[backend][0]}")
+    if backend == "tensorrt":
+        from edge_lwdetr.backends.tensorrt_backend import TensorRTBackend
+
+        return TensorRTBackend(path, plugin)
+    if backend == "onnxruntime":
+        from edge_lwdetr.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(path)
+    from edge_lwdetr.backends.torch_backend import TorchBackend
+
+    return TorchBackend(model, image_size)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 
@@ -19,9 +21,13 @@ class TorchBackend:
         check_image_size(loaded.config, image_size, image_size)
         self.model, self.variant, self.id2label = loaded.model, loaded.variant, loaded.id2label
         self.image_size = image_size
+        self.stage_ms: dict[str, float] = {}
 
     def infer(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        start = time.perf_counter()
         batch = torch.from_numpy(normalize(images)).to(self.device)
         with torch.inference_mode():
             logits, boxes = self.model(batch)
-        return logits.float().cpu().numpy(), boxes.float().cpu().numpy()
+        result = logits.float().cpu().numpy(), boxes.float().cpu().numpy()
+        self.stage_ms = {"infer": (time.perf_counter() - start) * 1000}
+        return result

@@ -92,7 +92,7 @@ def build(
     if onnx_only:
         return graph_path
 
-    from edge_lwdetr.engine.device import gpu_info
+    from edge_lwdetr.device import gpu_info
     from edge_lwdetr.engine.trt_builder import BuildOptions, build_engine
 
     dynamic = not model.graph.input[0].type.tensor_type.shape.dim[0].dim_value
@@ -125,6 +125,7 @@ def build(
             "variant": meta.get("edge_lwdetr.variant"),
             "onnx": str(graph_path),
             "onnx_sha256": file_sha256(graph_path),
+            "plugin": str(plugin.resolve()) if msda == "plugin" else None,
             "plugin_sha256": file_sha256(plugin) if msda == "plugin" else None,
             "msda": msda,
             "build_options": {

@@ -1,0 +1,48 @@
+"""The ONNX Runtime backend: any edge-lwdetr ONNX (native or plugin form) on the CPU, or the CUDA provider."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edge_lwdetr.device import gpu_info
+from edge_lwdetr.labels import default_id2label
+
+
+class OnnxRuntimeBackend:
+    name = "onnxruntime"
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        import onnxruntime as ort
+
+        from edge_lwdetr.export.msda_onnx import with_reference_functions
+        from edge_lwdetr.export.rewrite import load_onnx
+
+        model = load_onnx(Path(path))
+        meta = {p.key: p.value for p in model.metadata_props}
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        # onnxruntime-gpu lists the CUDA provider even on machines without a GPU, then fails noisily: ask the driver.
+        wanted = ("CUDAExecutionProvider", "CPUExecutionProvider") if gpu_info() else ("CPUExecutionProvider",)
+        providers = [p for p in wanted if p in ort.get_available_providers()]
+        # Plugin nodes run on the CPU through the reference body (plugins/README.md).
+        self.session = ort.InferenceSession(with_reference_functions(model).SerializeToString(), options, providers=providers)
+        self.device = self.session.get_providers()[0]
+        shape = self.session.get_inputs()[0].shape
+        self.image_size = int(meta.get("edge_lwdetr.image_size") or shape[2])
+        self.batch = shape[0] if isinstance(shape[0], int) else None  # None: dynamic
+        self.variant = meta.get("edge_lwdetr.variant", "custom")
+        labels = json.loads(meta.get("edge_lwdetr.id2label", "{}"))
+        outputs = {o.name: o.shape for o in self.session.get_outputs()}
+        self.id2label = {int(k): v for k, v in labels.items()} or default_id2label(int(outputs["logits"][2]))
+        self.stage_ms: dict[str, float] = {}
+
+    def infer(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        start = time.perf_counter()
+        logits, boxes = self.session.run(["logits", "pred_boxes"], {"images": np.ascontiguousarray(images, np.float32)})
+        self.stage_ms = {"infer": (time.perf_counter() - start) * 1000}
+        return logits, boxes

@@ -1,0 +1,1 @@
+"""Streaming inference: sources -> preprocess -> infer -> postprocess -> sinks, with the stages overlapped."""
