@@ -257,6 +257,85 @@ def run_run(args: argparse.Namespace) -> None:
             print(f"wrote {path}")
 
 
+def _add_eval(subparsers) -> None:
+    p = subparsers.add_parser("eval", help="COCO mAP of a model on a COCO-format folder")
+    p.add_argument("--model", required=True, help="TensorRT engine, ONNX export, or weights (PyTorch)")
+    p.add_argument("--data", required=True, type=Path, help="folder with annotations.json and the images")
+    p.add_argument("--max-images", type=int, help="evaluate the first N images only")
+    p.add_argument("--min-map", type=float, help="fail (exit status 2) when mAP@[.5:.95] is below this floor")
+    p.add_argument("--report", type=Path, help="write the metrics here as JSON")
+    p.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "torch"])
+    p.add_argument("--imgsz", type=int, default=640, help="input size for weights run with PyTorch (640)")
+    p.add_argument("--plugin", type=Path, help="MSDA plugin library for an engine")
+    p.set_defaults(run=run_eval)
+
+
+def run_eval(args: argparse.Namespace) -> None:
+    from edge_lwdetr.backends import open_backend
+    from edge_lwdetr.evaluation import METRICS, evaluate
+
+    backend = open_backend(args.model, args.backend, args.imgsz, args.plugin)
+    metrics = evaluate(backend, args.data, args.max_images)
+    report = {"model": args.model, "backend": backend.name, **metrics}
+    print(f"{metrics['images']} images: " + ", ".join(f"{name} {metrics[name]:.4f}" for name in METRICS))
+    if args.report:
+        try:
+            args.report.write_text(json.dumps(report, indent=1))
+        except OSError as error:
+            raise EdgeLwdetrError(f"cannot write {args.report}: {error.strerror}") from None
+    if args.min_map is not None and metrics["mAP"] < args.min_map:
+        raise EdgeLwdetrError(f"mAP {metrics['mAP']:.4f} is below the floor --min-map {args.min_map}")
+
+
+def _add_profile(subparsers) -> None:
+    p = subparsers.add_parser("profile", help="latency per stage, accuracy against a reference, environment")
+    p.add_argument("--model", required=True, help="TensorRT engine, ONNX (FP32/FP16/INT8), or weights (PyTorch)")
+    p.add_argument("--reference", type=Path, help="FP32 ONNX to compare the model with (polygraphy, ONNX Runtime)")
+    p.add_argument("--iterations", type=int, default=200, help="timed inferences (200)")
+    p.add_argument("--warmup", type=int, default=20, help="untimed inferences first (20)")
+    p.add_argument("--atol", type=float, default=1e-3, help="accuracy tolerance, absolute (median error)")
+    p.add_argument("--rtol", type=float, default=1e-3, help="accuracy tolerance, relative (median error)")
+    p.add_argument("--report", type=Path, help="write the report here as JSON")
+    p.add_argument("--plot", type=Path, help="write a PNG: latency histogram and stage breakdown")
+    p.add_argument("--gate", action="store_true", help="exit with status 2 when the accuracy comparison fails (CI)")
+    p.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "torch"])
+    p.add_argument("--imgsz", type=int, default=640, help="input size for weights run with PyTorch (640)")
+    p.add_argument("--plugin", type=Path, help="MSDA plugin library for an engine")
+    p.set_defaults(run=run_profile)
+
+
+def run_profile(args: argparse.Namespace) -> None:
+    from edge_lwdetr.backends import open_backend
+    from edge_lwdetr.profiling import compare_accuracy, environment, measure_latency, plot
+
+    if args.iterations < 1 or args.warmup < 0:
+        raise EdgeLwdetrError("--iterations must be at least 1 and --warmup at least 0")
+    for path in (args.report, args.plot):
+        if path and not path.parent.is_dir():
+            raise EdgeLwdetrError(f"cannot write {path}: folder {path.parent} does not exist")
+    backend = open_backend(args.model, args.backend, args.imgsz, args.plugin)
+    report = {"model": args.model, "backend": backend.name, "image_size": backend.image_size, "environment": environment()}
+    report["latency"] = measure_latency(backend, args.iterations, args.warmup)
+    latency = report["latency"]
+    print(f"{args.model} on {backend.name}: {latency['throughput_fps']:.1f} inferences/s, batch 1")
+    for stage, s in latency["stages_ms"].items():
+        print(f"  {stage:<12} mean {s['mean']:8.2f} ms   p50 {s['p50']:8.2f}   p90 {s['p90']:8.2f}   p99 {s['p99']:8.2f}")
+    if args.reference:
+        accuracy = compare_accuracy(Path(args.model), args.reference, backend.image_size, args.plugin, args.atol, args.rtol)
+        report["accuracy"] = accuracy
+        errors = ", ".join(f"{k} max {v['max_abs']:.3g} median {v['median_abs']:.3g}" for k, v in accuracy["outputs"].items())
+        print(f"  accuracy vs {args.reference}: {'PASS' if accuracy['passed'] else 'FAIL'} ({errors}; "
+              f"top-100 agreement {accuracy['top100_agreement']:.2f})")
+    if args.report:
+        args.report.write_text(json.dumps(report, indent=1))
+        print(f"wrote {args.report}")
+    if args.plot:
+        plot(report, args.plot)
+        print(f"wrote {args.plot}")
+    if args.gate and not report.get("accuracy", {}).get("passed", False):
+        raise EdgeLwdetrError(f"accuracy gate failed: {args.model} differs from {args.reference} beyond the tolerances")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edge-lwdetr", description="LW-DETR from PyTorch to TensorRT on NVIDIA Jetson, and live video inference"
@@ -268,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_rewrite(subparsers)
     add_build_arguments(subparsers.add_parser("build", help="build a TensorRT engine (FP32, FP16 or INT8)"))
     _add_run(subparsers)
+    _add_eval(subparsers)
+    _add_profile(subparsers)
     return parser
 
 

