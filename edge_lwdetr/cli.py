@@ -202,18 +202,22 @@ def run_build(args: argparse.Namespace) -> None:
     )
 
 
+def _add_model_arguments(p: argparse.ArgumentParser, model_help: str) -> None:
+    p.add_argument("--model", required=True, help=model_help)
+    p.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "torch"])
+    p.add_argument("--imgsz", type=int, default=640, help="input size for weights run with PyTorch (640)")
+    p.add_argument("--plugin", type=Path, help="MSDA plugin library for an engine (default: the one it was built with)")
+
+
 def _add_run(subparsers) -> None:
     p = subparsers.add_parser("run", help="detect objects in a camera, stream, video or image folder")
-    p.add_argument("--model", required=True, help="TensorRT engine, ONNX export, or weights (PyTorch)")
+    _add_model_arguments(p, "TensorRT engine, ONNX export, or weights (PyTorch)")
     p.add_argument("--source", required=True, help="0, /dev/video0, csi://0, rtsp://..., a video file, an image folder")
     p.add_argument("--save", type=Path, help="write the annotated video here (.mp4 or .avi)")
     p.add_argument("--save-json", type=Path, help="write one JSON line of detections per processed frame here")
     p.add_argument("--show", action="store_true", help="show the annotated video in a window (q or Esc stops)")
-    p.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "torch"])
     p.add_argument("--conf", type=float, default=0.3, help="keep detections scoring above this (0.3)")
     p.add_argument("--max-frames", type=int, help="stop after this many processed frames")
-    p.add_argument("--imgsz", type=int, default=640, help="input size for weights run with PyTorch (640)")
-    p.add_argument("--plugin", type=Path, help="MSDA plugin library for an engine (default: the one it was built with)")
     p.set_defaults(run=run_run)
 
 
@@ -259,14 +263,11 @@ def run_run(args: argparse.Namespace) -> None:
 
 def _add_eval(subparsers) -> None:
     p = subparsers.add_parser("eval", help="COCO mAP of a model on a COCO-format folder")
-    p.add_argument("--model", required=True, help="TensorRT engine, ONNX export, or weights (PyTorch)")
+    _add_model_arguments(p, "TensorRT engine, ONNX export, or weights (PyTorch)")
     p.add_argument("--data", required=True, type=Path, help="folder with annotations.json and the images")
     p.add_argument("--max-images", type=int, help="evaluate the first N images only")
     p.add_argument("--min-map", type=float, help="fail (exit status 2) when mAP@[.5:.95] is below this floor")
     p.add_argument("--report", type=Path, help="write the metrics here as JSON")
-    p.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "torch"])
-    p.add_argument("--imgsz", type=int, default=640, help="input size for weights run with PyTorch (640)")
-    p.add_argument("--plugin", type=Path, help="MSDA plugin library for an engine")
     p.set_defaults(run=run_eval)
 
 
@@ -289,7 +290,7 @@ def run_eval(args: argparse.Namespace) -> None:
 
 def _add_profile(subparsers) -> None:
     p = subparsers.add_parser("profile", help="latency per stage, accuracy against a reference, environment")
-    p.add_argument("--model", required=True, help="TensorRT engine, ONNX (FP32/FP16/INT8), or weights (PyTorch)")
+    _add_model_arguments(p, "TensorRT engine, ONNX (FP32/FP16/INT8), or weights (PyTorch)")
     p.add_argument("--reference", type=Path, help="FP32 ONNX to compare the model with (polygraphy, ONNX Runtime)")
     p.add_argument("--iterations", type=int, default=200, help="timed inferences (200)")
     p.add_argument("--warmup", type=int, default=20, help="untimed inferences first (20)")
@@ -298,9 +299,6 @@ def _add_profile(subparsers) -> None:
     p.add_argument("--report", type=Path, help="write the report here as JSON")
     p.add_argument("--plot", type=Path, help="write a PNG: latency histogram and stage breakdown")
     p.add_argument("--gate", action="store_true", help="exit with status 2 when the accuracy comparison fails (CI)")
-    p.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "torch"])
-    p.add_argument("--imgsz", type=int, default=640, help="input size for weights run with PyTorch (640)")
-    p.add_argument("--plugin", type=Path, help="MSDA plugin library for an engine")
     p.set_defaults(run=run_profile)
 
 

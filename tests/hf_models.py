@@ -115,3 +115,16 @@ def well_conditioned_images(model, count: int, size: int, margin: float = 1e-5, 
             if len(images) == count:
                 return np.concatenate(images)
     raise AssertionError(f"no well-conditioned input found in 200 draws (margin {margin})")
+
+
+def fails_with(capsys, argv: list[str], *fragments: str) -> str:
+    """Runs the CLI in-process: it must fail with status 2 and one `edge-lwdetr: error:` line holding `fragments`."""
+    from edge_lwdetr.cli import main
+
+    capsys.readouterr()  # drop what fixtures printed (save_pretrained's progress bar)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("edge-lwdetr: error: "), err
+    for fragment in fragments:
+        assert fragment in err[0], err[0]
+    return err[0]

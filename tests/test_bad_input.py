@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from edge_lwdetr.cli import main
+from hf_models import fails_with
 
 
 @pytest.fixture
@@ -20,15 +21,6 @@ def image(tmp_path):
     return path
 
 
-def fails_with(capsys, argv, *fragments):
-    capsys.readouterr()  # drop what fixtures printed (save_pretrained's progress bar)
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    assert err[0].startswith("edge-lwdetr: error: ")
-    for fragment in fragments:
-        assert fragment in err[0], err[0]
-    return err[0]
 
 
 def test_missing_weights(capsys, image, tmp_path):

@@ -16,7 +16,7 @@ import pytest
 
 from edge_lwdetr.cli import main
 from edge_lwdetr.export.msda_onnx import with_reference_functions
-from hf_models import ONNX_SIZES
+from hf_models import ONNX_SIZES, fails_with
 
 ROOT = Path(__file__).resolve().parents[1]
 needs_modelopt = pytest.mark.skipif(
@@ -119,13 +119,6 @@ def test_int8_calibrates_from_an_image_folder(native_export, tmp_path):
     assert output.with_suffix(".onnx").is_file()
 
 
-def fails_with(capsys, argv, *fragments):
-    capsys.readouterr()
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("edge-lwdetr: error: "), err
-    for fragment in fragments:
-        assert fragment in err[0], err[0]
 
 
 def test_build_refuses_bad_input(native_export, tmp_path, capsys):

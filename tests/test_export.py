@@ -17,7 +17,7 @@ from edge_lwdetr.export.rewrite import rewrite_msda
 from edge_lwdetr.model.loading import load_model
 from edge_lwdetr.processing import normalize
 from hf_models import ONNX_SIZES as SIZES
-from hf_models import well_conditioned_images
+from hf_models import fails_with, well_conditioned_images
 
 PLUGIN_OPS = {"plugin": ("EdgeLwdetrMSDA", "edge_lwdetr", "1", "edge_lwdetr"), "builtin": ("MultiscaleDeformableAttnPlugin_TRT", "trt", "1", "")}
 
@@ -127,13 +127,6 @@ def one_node_model(op_type: str, path) -> None:
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
 
 
-def fails_with(capsys, argv, *fragments):
-    capsys.readouterr()
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("edge-lwdetr: error: "), err
-    for fragment in fragments:
-        assert fragment in err[0], err[0]
 
 
 def test_rewrite_refuses_a_graph_without_msda(tmp_path, capsys):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx_graphsurgeon as gs
 from onnx import TensorProto
 
 from edge_lwdetr.errors import EdgeLwdetrError
@@ -74,7 +75,6 @@ def collapse_msda(model: onnx.ModelProto, calls: list[MsdaCall]) -> onnx.ModelPr
     leaves through a Cast to FP16, both Casts are dropped: the MSDA then runs on FP16 value (FP32 accumulation).
     """
     graph = model.graph
-    by_name = {n.name: n for n in graph.node}
     producer = {out: n for n in graph.node for out in n.output}
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for n in graph.node:
@@ -112,8 +112,6 @@ def collapse_msda(model: onnx.ModelProto, calls: list[MsdaCall]) -> onnx.ModelPr
     collapsed.functions.append(reference_function(NATIVE, num_levels, default_opset(model)))
     collapsed.opset_import.append(onnx.helper.make_opsetid(NATIVE.domain, 1))
     # Unused casts left behind (their only consumer was the region) are removed by the graph cleanup.
-    import onnx_graphsurgeon as gs
-
     cleaned = gs.import_onnx(collapsed)
     cleaned.cleanup().toposort()
     result = gs.export_onnx(cleaned)
