@@ -253,6 +253,7 @@ def run_run(args: argparse.Namespace) -> None:
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
+        backend.close()
     print(f"{summary.frames} frames in {summary.seconds:.1f} s: {summary.fps:.1f} FPS end to end, {summary.dropped} dropped")
     for stage, stats in summary.stages.items():
         print(f"  {stage:<12} p50 {stats['p50']:8.2f} ms   p90 {stats['p90']:8.2f} ms   p99 {stats['p99']:8.2f} ms")
@@ -276,7 +277,10 @@ def run_eval(args: argparse.Namespace) -> None:
     from edge_lwdetr.evaluation import METRICS, evaluate
 
     backend = open_backend(args.model, args.backend, args.imgsz, args.plugin)
-    metrics = evaluate(backend, args.data, args.max_images)
+    try:
+        metrics = evaluate(backend, args.data, args.max_images)
+    finally:
+        backend.close()
     report = {"model": args.model, "backend": backend.name, **metrics}
     print(f"{metrics['images']} images: " + ", ".join(f"{name} {metrics[name]:.4f}" for name in METRICS))
     if args.report:
@@ -313,7 +317,10 @@ def run_profile(args: argparse.Namespace) -> None:
             raise EdgeLwdetrError(f"cannot write {path}: folder {path.parent} does not exist")
     backend = open_backend(args.model, args.backend, args.imgsz, args.plugin)
     report = {"model": args.model, "backend": backend.name, "image_size": backend.image_size, "environment": environment()}
-    report["latency"] = measure_latency(backend, args.iterations, args.warmup)
+    try:
+        report["latency"] = measure_latency(backend, args.iterations, args.warmup)
+    finally:
+        backend.close()
     latency = report["latency"]
     print(f"{args.model} on {backend.name}: {latency['throughput_fps']:.1f} inferences/s, batch 1")
     for stage, s in latency["stages_ms"].items():

@@ -16,6 +16,7 @@ import pytest
 
 from edge_lwdetr.cli import main
 from edge_lwdetr.export.msda_onnx import with_reference_functions
+from edge_lwdetr.export.rewrite import rewrite_msda
 from hf_models import ONNX_SIZES, fails_with
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,6 +105,15 @@ def test_precision_graph_runs_on_cpu_close_to_fp32(precision, native_export, cal
     # (measured: fp16 0.985 / 0.021, int8 0.858 / 0.164); a broken graph agrees on almost nothing.
     minimum_agreement, maximum_l1 = {"fp16": (0.8, 0.05), "int8": (0.5, 0.3)}[precision]
     assert top100 >= minimum_agreement and box_l1 <= maximum_l1
+
+    # NVIDIA's builtin plugin takes one float type: the rewrite casts locations and weights to the value's type.
+    builtin = rewrite_msda(graph, "builtin", trt_version="10.3")
+    onnx.checker.check_model(builtin, full_check=True)
+    inferred = onnx.shape_inference.infer_shapes(builtin)
+    types = {v.name: v.type.tensor_type.elem_type for v in list(inferred.graph.value_info) + list(inferred.graph.input)}
+    for node in (n for n in builtin.graph.node if n.op_type == "MultiscaleDeformableAttnPlugin_TRT"):
+        assert {types[node.input[i]] for i in (0, 3, 4)} == {onnx.TensorProto.FLOAT16}
+    assert np.abs(run(builtin, images)[1] - reduced[1]).mean() < 0.05
 
 
 @needs_modelopt

@@ -25,6 +25,8 @@ class Backend(Protocol):
 
     def infer(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
+    def close(self) -> None: ...  # releases device state (the TensorRT backend's CUDA context)
+
 
 def open_backend(model: str, backend: str = "auto", image_size: int = 640, plugin: Path | None = None) -> Backend:
     """The backend for `model`: an engine (.engine/.plan), an ONNX file, or weights for PyTorch.

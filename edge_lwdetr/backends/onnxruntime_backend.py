@@ -46,3 +46,6 @@ class OnnxRuntimeBackend:
         logits, boxes = self.session.run(["logits", "pred_boxes"], {"images": np.ascontiguousarray(images, np.float32)})
         self.stage_ms = {"infer": (time.perf_counter() - start) * 1000}
         return logits, boxes
+
+    def close(self) -> None:
+        pass

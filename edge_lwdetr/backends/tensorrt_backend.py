@@ -45,7 +45,10 @@ class TensorRTBackend:
         self._cuda = cuda
         self._context_handle = cuda.Device(0).retain_primary_context()
         self._context_handle.push()
-        self.engine = trt.Runtime(logger).deserialize_cuda_engine(engine_path.read_bytes())
+        runtime = trt.Runtime(logger)
+        # A version-compatible engine carries the plugin's code, which the runtime must be allowed to load.
+        runtime.engine_host_code_allowed = bool(sidecar.get("build_options", {}).get("version_compatible"))
+        self.engine = runtime.deserialize_cuda_engine(engine_path.read_bytes())
         if self.engine is None:
             raise EdgeLwdetrError(f"TensorRT could not load {engine_path}: rebuild it with `edge-lwdetr build`")
         self.context = self.engine.create_execution_context()

@@ -31,3 +31,6 @@ class TorchBackend:
         result = logits.float().cpu().numpy(), boxes.float().cpu().numpy()
         self.stage_ms = {"infer": (time.perf_counter() - start) * 1000}
         return result
+
+    def close(self) -> None:
+        pass

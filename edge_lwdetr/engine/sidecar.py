@@ -39,11 +39,14 @@ def read_sidecar(engine: Path) -> dict[str, Any]:
 
 
 def check_sidecar(sidecar: dict[str, Any], tensorrt_version: str, gpu_name: str, compute_capability: str) -> None:
-    """Refuse an engine built by another TensorRT or for another GPU: it would fail to load or run wrongly."""
-    built = sidecar.get("tensorrt_version"), sidecar.get("gpu", {}).get("name"), sidecar.get("gpu", {}).get("compute_capability")
-    running = tensorrt_version, gpu_name, compute_capability
-    if built != running and not sidecar.get("build_options", {}).get("version_compatible"):
+    """Refuse an engine built for another GPU, or by another TensorRT unless it was built version-compatible:
+    it would fail to load or run wrongly."""
+    gpu = sidecar.get("gpu", {})
+    built_trt, built_gpu = sidecar.get("tensorrt_version"), (gpu.get("name"), gpu.get("compute_capability"))
+    version_compatible = sidecar.get("build_options", {}).get("version_compatible", False)
+    if built_gpu != (gpu_name, compute_capability) or (built_trt != tensorrt_version and not version_compatible):
         raise EdgeLwdetrError(
-            f"the engine was built with TensorRT {built[0]} for {built[1]} (sm {built[2]}), this is TensorRT "
-            f"{running[0]} on {running[1]} (sm {running[2]}): rebuild it here with `edge-lwdetr build`"
+            f"the engine was built with TensorRT {built_trt} for {built_gpu[0]} (sm {built_gpu[1]}), this is "
+            f"TensorRT {tensorrt_version} on {gpu_name} (sm {compute_capability}): rebuild it here with "
+            "`edge-lwdetr build`"
         )

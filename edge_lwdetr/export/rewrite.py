@@ -62,12 +62,21 @@ def rewrite_msda(model: onnx.ModelProto, target: str, trt_version: str = "10.3",
         node.attrs = {"plugin_version": version, "plugin_namespace": form.plugin_namespace}
         node.inputs[1], node.inputs[2] = shapes, starts
         value, locations = node.inputs[0], node.inputs[3]
+        if target == "builtin" and value.dtype is not None:
+            # NVIDIA's plugin takes one float type for value, locations and weights (an FP16 graph keeps the
+            # locations in FP32 for our plugin): cast them to the value's type.
+            for slot in (3, 4):
+                tensor = node.inputs[slot]
+                if tensor.dtype is not None and np.dtype(tensor.dtype) != np.dtype(value.dtype):
+                    cast = gs.Variable(f"{tensor.name}_as_value_type", dtype=value.dtype, shape=tensor.shape)
+                    graph.nodes.append(gs.Node("Cast", inputs=[tensor], outputs=[cast], attrs={"to": _onnx_type(value.dtype)}))
+                    node.inputs[slot] = cast
         output = node.outputs[0]
         output.dtype = value.dtype
         if value.shape is not None and locations.shape is not None:
             output.shape = [value.shape[0], locations.shape[1], value.shape[2], value.shape[3]]
     graph.functions = [f for f in graph.functions if (f.name, f.domain) not in {(n.op_type, n.domain) for n in nodes}]
-    graph.cleanup()
+    graph.cleanup().toposort()
 
     rewritten = gs.export_onnx(graph)
     _keep_metadata(model, rewritten, target)
@@ -92,6 +101,10 @@ def _level_constants(graph, nodes: list[onnx.NodeProto], source: str):
     shapes = gs.Constant("msda_spatial_shapes", values[0].reshape(-1, 2))
     starts = gs.Constant("msda_level_start_index", values[1])
     return shapes, starts
+
+
+def _onnx_type(dtype) -> int:
+    return onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
 
 
 def _keep_metadata(original: onnx.ModelProto, rewritten: onnx.ModelProto, target: str) -> None:
