@@ -218,6 +218,7 @@ def _add_run(subparsers) -> None:
     p.add_argument("--show", action="store_true", help="show the annotated video in a window (q or Esc stops)")
     p.add_argument("--conf", type=float, default=0.3, help="keep detections scoring above this (0.3)")
     p.add_argument("--max-frames", type=int, help="stop after this many processed frames")
+    p.add_argument("--cuda-graph", action="store_true", help="TensorRT: replay each inference as a CUDA graph")
     p.set_defaults(run=run_run)
 
 
@@ -234,7 +235,7 @@ def run_run(args: argparse.Namespace) -> None:
         raise EdgeLwdetrError(f"--conf {args.conf} is outside [0, 1)")
     log = lambda message: print(message, file=sys.stderr)  # noqa: E731 - stdout carries the results
     source = open_source(args.source, log=log)
-    backend = open_backend(args.model, args.backend, args.imgsz, args.plugin)
+    backend = open_backend(args.model, args.backend, args.imgsz, args.plugin, args.cuda_graph)
     stop = threading.Event()
     sinks = []
     if args.save:
@@ -303,6 +304,7 @@ def _add_profile(subparsers) -> None:
     p.add_argument("--report", type=Path, help="write the report here as JSON")
     p.add_argument("--plot", type=Path, help="write a PNG: latency histogram and stage breakdown")
     p.add_argument("--gate", action="store_true", help="exit with status 2 when the accuracy comparison fails (CI)")
+    p.add_argument("--no-cuda-graph", action="store_true", help="TensorRT: time plain enqueues, not CUDA-graph replay")
     p.set_defaults(run=run_profile)
 
 
@@ -315,8 +317,10 @@ def run_profile(args: argparse.Namespace) -> None:
     for path in (args.report, args.plot):
         if path and not path.parent.is_dir():
             raise EdgeLwdetrError(f"cannot write {path}: folder {path.parent} does not exist")
-    backend = open_backend(args.model, args.backend, args.imgsz, args.plugin)
+    # TensorRT is timed as trtexec does it: CUDA-graph replay after the warm-up.
+    backend = open_backend(args.model, args.backend, args.imgsz, args.plugin, cuda_graph=not args.no_cuda_graph)
     report = {"model": args.model, "backend": backend.name, "image_size": backend.image_size, "environment": environment()}
+    report["cuda_graph"] = backend.name == "tensorrt" and not args.no_cuda_graph
     try:
         report["latency"] = measure_latency(backend, args.iterations, args.warmup)
     finally:

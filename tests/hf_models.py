@@ -128,3 +128,13 @@ def fails_with(capsys, argv: list[str], *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in err[0], err[0]
     return err[0]
+
+
+def build_plugin_library(folder: Path) -> Path:
+    """The MSDA plugin built with TensorRT (for tests that run where TensorRT is installed)."""
+    import subprocess
+
+    source = Path(__file__).resolve().parents[1] / "plugins" / "msda"
+    subprocess.run(["cmake", "-S", source, "-B", folder], check=True, capture_output=True)
+    subprocess.run(["cmake", "--build", folder, "-j"], check=True, capture_output=True)
+    return folder / "libedge_lwdetr_plugins.so"

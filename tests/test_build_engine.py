@@ -2,10 +2,6 @@
 
 import importlib.util
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -17,9 +13,8 @@ import pytest
 from edge_lwdetr.cli import main
 from edge_lwdetr.export.msda_onnx import with_reference_functions
 from edge_lwdetr.export.rewrite import rewrite_msda
-from hf_models import ONNX_SIZES, fails_with
+from hf_models import ONNX_SIZES, build_plugin_library, fails_with
 
-ROOT = Path(__file__).resolve().parents[1]
 needs_modelopt = pytest.mark.skipif(
     importlib.util.find_spec("modelopt") is None, reason="NVIDIA ModelOpt is not installed (the quant extra)"
 )
@@ -156,10 +151,7 @@ def test_engine_matches_onnxruntime(precision, native_export, calibration_video,
     from polygraphy.backend.trt import EngineFromBytes, TrtRunner
     from polygraphy.comparator import Comparator, CompareFunc
 
-    build_dir = tmp_path / "plugins"
-    subprocess.run(["cmake", "-S", ROOT / "plugins" / "msda", "-B", build_dir], check=True, capture_output=True)
-    subprocess.run(["cmake", "--build", build_dir, "-j"], check=True, capture_output=True)
-    plugin = build_dir / "libedge_lwdetr_plugins.so"
+    plugin = build_plugin_library(tmp_path / "plugins")
     _, native_path, native = native_export("tiny")
     engine = tmp_path / f"tiny.{precision}.engine"
     argv = ["build", "--onnx", str(native_path), "--precision", precision, "--output", str(engine), "--plugin", str(plugin)]

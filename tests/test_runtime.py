@@ -1,5 +1,6 @@
 """The streaming runtime end to end with the ONNX Runtime backend, on generated video."""
 
+import importlib.util
 import json
 import signal
 import subprocess
@@ -16,6 +17,7 @@ from edge_lwdetr.cli import main
 from edge_lwdetr.processing import postprocess, to_model_input
 from edge_lwdetr.runtime.pipeline import run_stream
 from edge_lwdetr.runtime.sources import Source
+from hf_models import build_plugin_library
 
 
 def write_video(path, count, size=(320, 240), fps=15):
@@ -175,3 +177,26 @@ def test_backend_must_fit_the_model(model, tmp_path, capsys):
     capsys.readouterr()
     assert main(["run", "--model", model, "--source", str(source), "--backend", "tensorrt"]) == 2
     assert "cannot run" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("tensorrt") is None or importlib.util.find_spec("pycuda") is None,
+    reason="the TensorRT backend needs tensorrt and pycuda (GPU machines)",
+)
+@pytest.mark.parametrize("cuda_graph", [False, True])
+def test_tensorrt_backend_matches_onnxruntime(model, tmp_path, cuda_graph):
+    from edge_lwdetr.backends.tensorrt_backend import TensorRTBackend
+
+    plugin = build_plugin_library(tmp_path / "plugins")
+    engine = tmp_path / "tiny.fp32.engine"
+    assert main(["build", "--onnx", model, "--precision", "fp32", "--output", str(engine), "--plugin", str(plugin)]) == 0
+    frames = read_frames(write_video(tmp_path / "v.avi", 4))
+    reference, backend = OnnxRuntimeBackend(model), TensorRTBackend(engine, plugin, cuda_graph=cuda_graph)
+    try:
+        for frame in frames:  # the first call captures the graph, the next ones replay it
+            batch = to_model_input(frame, backend.image_size)[None]
+            for got, want in zip(backend.infer(batch), reference.infer(batch)):
+                np.testing.assert_allclose(got, want, atol=1e-3, rtol=1e-3)
+            assert {"h2d", "infer", "d2h"} <= set(backend.stage_ms)
+    finally:
+        backend.close()

@@ -28,10 +28,13 @@ class Backend(Protocol):
     def close(self) -> None: ...  # releases device state (the TensorRT backend's CUDA context)
 
 
-def open_backend(model: str, backend: str = "auto", image_size: int = 640, plugin: Path | None = None) -> Backend:
+def open_backend(
+    model: str, backend: str = "auto", image_size: int = 640, plugin: Path | None = None, cuda_graph: bool = False
+) -> Backend:
     """The backend for `model`: an engine (.engine/.plan), an ONNX file, or weights for PyTorch.
 
     auto: TensorRT for an engine where TensorRT is installed, ONNX Runtime for an ONNX, PyTorch for weights.
+    `cuda_graph` replays TensorRT executions as a CUDA graph (TensorRT only).
     """
     path = Path(model)
     kind = "engine" if path.suffix in (".engine", ".plan") else "onnx" if path.suffix == ".onnx" else "weights"
@@ -49,7 +52,7 @@ def open_backend(model: str, backend: str = "auto", image_size: int = 640, plugi
     if backend == "tensorrt":
         from edge_lwdetr.backends.tensorrt_backend import TensorRTBackend
 
-        return TensorRTBackend(path, plugin)
+        return TensorRTBackend(path, plugin, cuda_graph)
     if backend == "onnxruntime":
         from edge_lwdetr.backends.onnxruntime_backend import OnnxRuntimeBackend
 

@@ -1,8 +1,9 @@
 """The TensorRT backend: a serialized engine run with pycuda (the only runtime module importing tensorrt/pycuda).
 
 Pinned host buffers, device buffers allocated once, one stream, `set_tensor_address` + `execute_async_v3`,
-asynchronous copies, and CUDA events around each stage (H2D, infer, D2H). The engine's sidecar must match the
-running TensorRT and GPU.
+asynchronous copies, CUDA events around each stage (H2D, infer, D2H), and optionally the execution captured once
+as a CUDA graph and replayed (less launch overhead; how trtexec --useCudaGraph measures). The engine's sidecar must
+match the running TensorRT and GPU.
 """
 
 from __future__ import annotations
@@ -18,10 +19,40 @@ from edge_lwdetr.errors import EdgeLwdetrError
 from edge_lwdetr.labels import default_id2label
 
 
+class CudaGraph:
+    """One captured execution of a TensorRT context, replayed with cuGraphLaunch (CUDA driver API via ctypes)."""
+
+    _CAPTURE_THREAD_LOCAL = 1  # CU_STREAM_CAPTURE_MODE_THREAD_LOCAL: other threads' CUDA calls stay legal
+
+    def __init__(self, stream_handle: int, enqueue):
+        self._driver = ctypes.CDLL("libcuda.so.1")
+        self._stream = ctypes.c_void_p(stream_handle)
+        self._exec = ctypes.c_void_p()
+        graph = ctypes.c_void_p()
+        self._check(self._driver.cuStreamBeginCapture_v2(self._stream, self._CAPTURE_THREAD_LOCAL), "begin capture")
+        enqueue()
+        self._check(self._driver.cuStreamEndCapture(self._stream, ctypes.byref(graph)), "end capture")
+        try:
+            self._check(self._driver.cuGraphInstantiateWithFlags(ctypes.byref(self._exec), graph, ctypes.c_ulonglong(0)), "instantiate")
+        finally:
+            self._driver.cuGraphDestroy(graph)
+
+    @staticmethod
+    def _check(status: int, step: str) -> None:
+        if status != 0:
+            raise RuntimeError(f"CUDA graph {step} failed (CUresult {status})")
+
+    def launch(self) -> None:
+        self._check(self._driver.cuGraphLaunch(self._exec, self._stream), "launch")
+
+    def close(self) -> None:
+        self._driver.cuGraphExecDestroy(self._exec)
+
+
 class TensorRTBackend:
     name = "tensorrt"
 
-    def __init__(self, engine_path: Path, plugin: Path | None = None):
+    def __init__(self, engine_path: Path, plugin: Path | None = None, cuda_graph: bool = False):
         try:
             import pycuda.driver as cuda
             import tensorrt as trt
@@ -62,6 +93,7 @@ class TensorRTBackend:
         self._trt = trt
         self._buffers: dict[str, tuple[np.ndarray, object]] = {}
         self._batch = 0
+        self._use_cuda_graph, self._graph = cuda_graph, None
         self.stage_ms: dict[str, float] = {}
         if not self.id2label:
             self.id2label = default_id2label(91)
@@ -69,6 +101,9 @@ class TensorRTBackend:
     def _allocate(self, batch: int) -> None:
         """Pinned host and device buffers for `batch`, bound to the context once (not per frame)."""
         trt = self._trt
+        if self._graph is not None:  # captured with the old buffers
+            self._graph.close()
+            self._graph = None
         self.context.set_input_shape("images", (batch, 3, self.image_size, self.image_size))
         self._buffers.clear()
         for index in range(self.engine.num_io_tensors):
@@ -90,7 +125,10 @@ class TensorRTBackend:
         start.record(stream)
         cuda.memcpy_htod_async(device, host, stream)
         copied_in.record(stream)
-        self.context.execute_async_v3(stream.handle)
+        if self._graph is not None:
+            self._graph.launch()
+        else:
+            self.context.execute_async_v3(stream.handle)
         computed.record(stream)
         for name in ("logits", "pred_boxes"):
             out_host, out_device = self._buffers[name]
@@ -102,8 +140,17 @@ class TensorRTBackend:
             "infer": copied_in.time_till(computed),
             "d2h": computed.time_till(copied_out),
         }
+        if self._use_cuda_graph and self._graph is None:
+            # Captured after a first plain execution, which does TensorRT's shape-dependent setup.
+            try:
+                self._graph = CudaGraph(stream.handle, lambda: self.context.execute_async_v3(stream.handle))
+            except RuntimeError as error:
+                print(f"edge-lwdetr: CUDA graph capture failed ({error}); executing without it")
+                self._use_cuda_graph = False
         return self._buffers["logits"][0].copy(), self._buffers["pred_boxes"][0].copy()
 
     def close(self) -> None:
+        if self._graph is not None:
+            self._graph.close()
         self._buffers.clear()
         self._context_handle.pop()
