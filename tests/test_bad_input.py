@@ -1,6 +1,5 @@
 """Bad input gives one line on stderr, no traceback, and exit status 2."""
 
-import json
 import shutil
 import subprocess
 import sys
@@ -10,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from edge_lwdetr.cli import main
 from hf_models import fails_with
 
 

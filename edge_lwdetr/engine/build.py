@@ -14,10 +14,11 @@ from typing import Callable
 import onnx
 
 from edge_lwdetr import __version__
-from edge_lwdetr.engine.sidecar import file_sha256, write_sidecar
+from edge_lwdetr.engine.sidecar import write_sidecar
 from edge_lwdetr.errors import EdgeLwdetrError
 from edge_lwdetr.export.msda_onnx import NATIVE, form_of, msda_nodes
 from edge_lwdetr.export.rewrite import load_onnx, rewrite_msda
+from edge_lwdetr.hashing import sha256_of
 
 DEFAULT_PLUGIN = Path("build/plugins/libedge_lwdetr_plugins.so")
 DEFAULT_BATCH_PROFILE = (1, 1, 8)
@@ -124,9 +125,9 @@ def build(
             "id2label": json.loads(meta.get("edge_lwdetr.id2label", "{}")),
             "variant": meta.get("edge_lwdetr.variant"),
             "onnx": str(graph_path),
-            "onnx_sha256": file_sha256(graph_path),
+            "onnx_sha256": sha256_of(graph_path),
             "plugin": str(plugin.resolve()) if msda == "plugin" else None,
-            "plugin_sha256": file_sha256(plugin) if msda == "plugin" else None,
+            "plugin_sha256": sha256_of(plugin) if msda == "plugin" else None,
             "msda": msda,
             "build_options": {
                 "workspace_gib": workspace_gib,

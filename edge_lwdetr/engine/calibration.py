@@ -9,9 +9,7 @@ import numpy as np
 from tqdm import tqdm
 
 from edge_lwdetr.errors import EdgeLwdetrError
-from edge_lwdetr.processing import to_model_input
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+from edge_lwdetr.processing import IMAGE_SUFFIXES, to_model_input
 
 
 def calibration_images(source: Path, count: int, size: int) -> np.ndarray:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -12,14 +11,6 @@ from edge_lwdetr.errors import EdgeLwdetrError
 
 def sidecar_path(engine: Path) -> Path:
     return engine.with_suffix(engine.suffix + ".json")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_sidecar(engine: Path, fields: dict[str, Any]) -> Path:

@@ -7,7 +7,6 @@ TensorRT plugin node unless `msda="native"`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -23,6 +22,7 @@ from edge_lwdetr import __version__
 from edge_lwdetr.errors import EdgeLwdetrError
 from edge_lwdetr.export.msda_onnx import NATIVE, msda_nodes, num_levels_of, reference_function
 from edge_lwdetr.export.rewrite import METADATA_KEY, rewrite_msda
+from edge_lwdetr.hashing import sha256_of
 from edge_lwdetr.model.config import check_image_size
 from edge_lwdetr.model.loading import LoadedModel, load_model
 from edge_lwdetr.processing import IMAGENET_MEAN, IMAGENET_STD
@@ -122,15 +122,6 @@ def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
     return onnxslim.slim(model)
 
 
-def weights_sha256(files: list[Path]) -> str:
-    digest = hashlib.sha256()
-    for file in files:
-        with open(file, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
-
-
 def add_metadata(model: onnx.ModelProto, loaded: LoadedModel, weights, imgsz: int, batch: str) -> None:
     config = loaded.config
     props = {
@@ -144,7 +135,7 @@ def add_metadata(model: onnx.ModelProto, loaded: LoadedModel, weights, imgsz: in
             {"input": "RGB, NCHW, float32 in [0, 1]", "mean": IMAGENET_MEAN.tolist(), "std": IMAGENET_STD.tolist()}
         ),
         "edge_lwdetr.source": str(weights),
-        "edge_lwdetr.source_sha256": weights_sha256(loaded.weights_files),
+        "edge_lwdetr.source_sha256": sha256_of(*loaded.weights_files),
         METADATA_KEY: "native",
     }
     del model.metadata_props[:]

@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 
 from edge_lwdetr.errors import EdgeLwdetrError
+from edge_lwdetr.processing import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 RECONNECT_DELAYS_S = (0.5, 1.0, 2.0, 4.0, 8.0)
 
 
