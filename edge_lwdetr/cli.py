@@ -11,19 +11,23 @@ import json
 import sys
 import time
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 
 from edge_lwdetr import __version__
+from edge_lwdetr.bundled import BUNDLED_MODEL
 from edge_lwdetr.errors import EdgeLwdetrError
 
 EXIT_ERROR = 2
+WEIGHTS_HELP = "transformers folder, hub id, original .pth or .safetensors (default: the bundled shapes model)"
+IMGSZ_HELP = "square input size, a multiple of 64 (default: the size the weights' folder names, else 640)"
 
 
 def _add_predict(subparsers) -> None:
     p = subparsers.add_parser("predict", help="detect objects in an image with the PyTorch model")
-    p.add_argument("--weights", required=True, help="transformers folder, hub id, original .pth or .safetensors")
+    p.add_argument("--weights", default=str(BUNDLED_MODEL), help=WEIGHTS_HELP)
     p.add_argument("--source", required=True, help="image file")
-    p.add_argument("--imgsz", type=int, default=640, help="square model input size, a multiple of 64 (640)")
+    p.add_argument("--imgsz", type=int, help=IMGSZ_HELP)
     p.add_argument("--conf", type=float, default=0.3, help="keep detections scoring above this (0.3)")
     p.add_argument("--save", type=Path, help="write the annotated image here")
     p.add_argument("--save-json", type=Path, help="write the detections here as JSON")
@@ -63,7 +67,7 @@ def run_predict(args: argparse.Namespace) -> None:
         print(f"  {det.name:<16} {det.score:.3f}  [{', '.join(f'{v:.1f}' for v in det.box)}]")
     print(
         f"{args.source}: {len(detections)} detections above {args.conf} "
-        f"(LW-DETR-{backend.variant}, {args.imgsz} px, torch on {backend.device}, {elapsed_ms:.1f} ms)"
+        f"(LW-DETR-{backend.variant}, {backend.image_size} px, torch on {backend.device}, {elapsed_ms:.1f} ms)"
     )
     if args.save:
         if not cv2.imwrite(str(args.save), draw_detections(image, detections)):
@@ -90,9 +94,9 @@ def _default_trt_version() -> str:
 
 def _add_export(subparsers) -> None:
     p = subparsers.add_parser("export", help="export to ONNX, with each MSDA rewritten to a TensorRT plugin node")
-    p.add_argument("--weights", required=True, help="transformers folder, hub id, original .pth or .safetensors")
+    p.add_argument("--weights", default=str(BUNDLED_MODEL), help=WEIGHTS_HELP)
     p.add_argument("--output", required=True, type=Path, help="ONNX file to write")
-    p.add_argument("--imgsz", type=int, default=640, help="square input size, a multiple of 64 (640)")
+    p.add_argument("--imgsz", type=int, help=IMGSZ_HELP)
     batch = p.add_mutually_exclusive_group()
     batch.add_argument("--batch", type=int, default=1, help="static batch size (1)")
     batch.add_argument("--dynamic-batch", action="store_true", help="symbolic batch dimension")
@@ -203,9 +207,9 @@ def run_build(args: argparse.Namespace) -> None:
 
 
 def _add_model_arguments(p: argparse.ArgumentParser, model_help: str) -> None:
-    p.add_argument("--model", required=True, help=model_help)
+    p.add_argument("--model", default=str(BUNDLED_MODEL), help=f"{model_help} (default: the bundled shapes model)")
     p.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "torch"])
-    p.add_argument("--imgsz", type=int, default=640, help="input size for weights run with PyTorch (640)")
+    p.add_argument("--imgsz", type=int, help=f"weights run with PyTorch: {IMGSZ_HELP}")
     p.add_argument("--plugin", type=Path, help="MSDA plugin library for an engine (default: the one it was built with)")
 
 
@@ -358,7 +362,55 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(subparsers)
     _add_eval(subparsers)
     _add_profile(subparsers)
+    _add_synth(subparsers)
+    _add_train(subparsers)
     return parser
+
+
+def _add_synth(subparsers) -> None:
+    p = subparsers.add_parser("synth", help="write a synthetic shapes dataset (COCO format) or demo video")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--coco", type=Path, help="write images/ and annotations.json into this folder")
+    target.add_argument("--video", type=Path, help="write a demo video of moving shapes (.mp4 or .avi)")
+    p.add_argument("--count", type=int, default=500, help="dataset images (500)")
+    p.add_argument("--size", type=int, help="image side in pixels (dataset 256, video 384)")
+    p.add_argument("--seconds", type=float, default=8.0, help="video length (8)")
+    p.add_argument("--fps", type=int, default=15, help="video frame rate (15)")
+    p.add_argument("--seed", type=int, default=1, help="scene seed (1; the bundled model trained on seed 0)")
+    p.set_defaults(run=run_synth)
+
+
+def run_synth(args: argparse.Namespace) -> None:
+    if args.coco:
+        from edge_lwdetr.synthetic.dataset import write_coco
+
+        print(f"wrote {write_coco(args.coco, args.count, args.seed, args.size or 256)}")
+    else:
+        from edge_lwdetr.synthetic.video import write_video
+
+        print(f"wrote {write_video(args.video, args.seconds, args.fps, args.size or 384, args.seed)}")
+
+
+def _add_train(subparsers) -> None:
+    from edge_lwdetr.training.settings import TrainSettings
+
+    defaults = TrainSettings()
+    p = subparsers.add_parser("train", help="train the small shapes LW-DETR on synthetic scenes")
+    p.add_argument("--output", required=True, type=Path, help="folder for the trained model (transformers format)")
+    p.add_argument("--heldout", type=Path, help="COCO folder to evaluate on during training (edge-lwdetr synth)")
+    p.add_argument("--eval-every", type=int, default=1000, help="steps between held-out evaluations (1000)")
+    for name, value in asdict(defaults).items():
+        p.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value, help=f"({value})")
+    p.set_defaults(run=run_train)
+
+
+def run_train(args: argparse.Namespace) -> None:
+    from edge_lwdetr.training.settings import TrainSettings
+    from edge_lwdetr.training.trainer import train
+
+    settings = TrainSettings(**{k: getattr(args, k) for k in asdict(TrainSettings())})
+    report = train(settings, args.output, args.heldout, args.eval_every)
+    print(f"trained {settings.steps} steps in {report['minutes']:.1f} min; wrote {args.output}")
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -29,11 +29,12 @@ class Backend(Protocol):
 
 
 def open_backend(
-    model: str, backend: str = "auto", image_size: int = 640, plugin: Path | None = None, cuda_graph: bool = False
+    model: str, backend: str = "auto", image_size: int | None = None, plugin: Path | None = None, cuda_graph: bool = False
 ) -> Backend:
     """The backend for `model`: an engine (.engine/.plan), an ONNX file, or weights for PyTorch.
 
     auto: TensorRT for an engine where TensorRT is installed, ONNX Runtime for an ONNX, PyTorch for weights.
+    `image_size` applies to weights only (default: the size their folder names, else 640); graphs carry theirs.
     `cuda_graph` replays TensorRT executions as a CUDA graph (TensorRT only).
     """
     path = Path(model)

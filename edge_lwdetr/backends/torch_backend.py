@@ -7,7 +7,7 @@ import time
 import numpy as np
 import torch
 
-from edge_lwdetr.model.config import check_image_size
+from edge_lwdetr.model.config import DEFAULT_IMAGE_SIZE, check_image_size
 from edge_lwdetr.model.loading import load_model
 from edge_lwdetr.processing import normalize
 
@@ -15,9 +15,12 @@ from edge_lwdetr.processing import normalize
 class TorchBackend:
     name = "torch"
 
-    def __init__(self, weights: str, image_size: int = 640, variant: str | None = None, device: str | None = None):
+    def __init__(
+        self, weights: str, image_size: int | None = None, variant: str | None = None, device: str | None = None
+    ):
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         loaded = load_model(weights, variant, self.device)
+        image_size = image_size or loaded.image_size or DEFAULT_IMAGE_SIZE
         check_image_size(loaded.config, image_size, image_size)
         self.model, self.variant, self.id2label = loaded.model, loaded.variant, loaded.id2label
         self.image_size = image_size

@@ -23,7 +23,7 @@ from edge_lwdetr.errors import EdgeLwdetrError
 from edge_lwdetr.export.msda_onnx import NATIVE, msda_nodes, num_levels_of, reference_function
 from edge_lwdetr.export.rewrite import METADATA_KEY, rewrite_msda
 from edge_lwdetr.hashing import sha256_of
-from edge_lwdetr.model.config import check_image_size
+from edge_lwdetr.model.config import DEFAULT_IMAGE_SIZE, check_image_size
 from edge_lwdetr.model.loading import LoadedModel, load_model
 from edge_lwdetr.processing import IMAGENET_MEAN, IMAGENET_STD
 
@@ -48,7 +48,7 @@ class NormalizedInput(nn.Module):
 def export_onnx(
     weights: str | Path,
     output: Path,
-    imgsz: int = 640,
+    imgsz: int | None = None,
     batch: int = 1,
     dynamic_batch: bool = False,
     opset: int = 18,
@@ -57,7 +57,7 @@ def export_onnx(
     variant: str | None = None,
     log: Callable[[str], None] = lambda message: None,
 ) -> onnx.ModelProto:
-    """Export `weights` to `output`; returns the saved model."""
+    """Export `weights` to `output` at `imgsz` (default: the size the weights' folder names, else 640)."""
     if opset not in OPSETS:
         raise EdgeLwdetrError(f"--opset {opset} is not supported: choose one of {', '.join(map(str, OPSETS))}")
     if msda not in ("native", "plugin", "builtin"):
@@ -69,6 +69,7 @@ def export_onnx(
 
     started = time.perf_counter()
     loaded = load_model(weights, variant)
+    imgsz = imgsz or loaded.image_size or DEFAULT_IMAGE_SIZE
     check_image_size(loaded.config, imgsz, imgsz)
     log(f"loaded LW-DETR-{loaded.variant} from {weights}")
 

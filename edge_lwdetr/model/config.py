@@ -15,6 +15,7 @@ PATCH_SIZE = 16
 # Token grids are split into a fixed 4x4 grid of windows, and the patch size is 16, so sides are multiples of 64.
 NUM_WINDOWS_SIDE = 4
 SIZE_MULTIPLE = PATCH_SIZE * NUM_WINDOWS_SIDE
+DEFAULT_IMAGE_SIZE = 640  # the published checkpoints' size, for weights whose folder does not name one
 
 
 @dataclass(frozen=True)

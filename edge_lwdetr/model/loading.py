@@ -32,6 +32,7 @@ class LoadedModel:
     variant: str
     id2label: dict[int, str]
     weights_files: list[Path]  # what the weights were read from, for hashes and messages
+    image_size: int | None = None  # the square input size the folder's preprocessor_config.json names, if any
 
 
 def load_model(weights: str | Path, variant: str | None = None, device: str = "cpu") -> LoadedModel:
@@ -139,7 +140,19 @@ def _load_transformers_folder(folder: Path, variant: str | None, device: str) ->
     if missing:
         raise EdgeLwdetrError(f"{folder} lacks {missing[0].name}: the folder needs config.json and model.safetensors")
     id2label = {int(k): v for k, v in (hf_config.get("id2label") or {}).items()}
-    return _build(read_safetensors(files), config, variant, None, files, device, str(folder), id2label)
+    loaded = _build(read_safetensors(files), config, variant, None, files, device, str(folder), id2label)
+    loaded.image_size = preprocessor_size(folder)
+    return loaded
+
+
+def preprocessor_size(folder: Path) -> int | None:
+    """The square resize of the folder's preprocessor_config.json (the size the model was trained at), if any."""
+    path = folder / "preprocessor_config.json"
+    try:
+        size = json.loads(path.read_text()).get("size") or {}
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return None
+    return size["height"] if size.get("height") and size.get("height") == size.get("width") else None
 
 
 def _build(

@@ -1,0 +1,1 @@
+"""Deterministic synthetic detection data: shape scenes, COCO-format datasets and demo videos."""

@@ -1,0 +1,48 @@
+"""COCO-format datasets of synthetic scenes: image `index` of split seed `seed` is always the same scene."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from edge_lwdetr.errors import EdgeLwdetrError
+from edge_lwdetr.synthetic.shapes import CATEGORIES, Scene, render, sample_scene
+
+
+def scene_at(seed: int, index: int) -> Scene:
+    return sample_scene(np.random.default_rng([seed, index]))
+
+
+def coco_annotations(scene: Scene, width: int, height: int, image_id: int, first_id: int) -> list[dict]:
+    annotations = []
+    for offset, shape in enumerate(scene.shapes):
+        x1, y1, x2, y2 = shape.box()
+        w, h = (x2 - x1) * width, (y2 - y1) * height
+        annotations.append({
+            "id": first_id + offset, "image_id": image_id, "category_id": shape.category,
+            "bbox": [round(x1 * width, 3), round(y1 * height, 3), round(w, 3), round(h, 3)],
+            "area": round(w * h, 3), "iscrowd": 0,
+        })  # fmt: skip
+    return annotations
+
+
+def write_coco(folder: Path, count: int, seed: int, size: int = 256) -> Path:
+    """`count` PNG images of `size` px and their annotations.json under `folder`; returns the annotations path."""
+    if count < 1 or size < 32:
+        raise EdgeLwdetrError(f"a synthetic dataset needs at least 1 image of at least 32 px (got {count}, {size})")
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    images, annotations = [], []
+    for index in tqdm(range(count), desc=f"writing {folder}", unit="img"):
+        scene = scene_at(seed, index)
+        name = f"images/{index:06d}.png"
+        cv2.imwrite(str(folder / name), render(scene, size))
+        images.append({"id": index + 1, "file_name": name, "width": size, "height": size})
+        annotations += coco_annotations(scene, size, size, index + 1, len(annotations) + 1)
+    categories = [{"id": i, "name": name, "supercategory": "shape"} for i, name in CATEGORIES.items()]
+    path = folder / "annotations.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    return path

@@ -1,0 +1,1 @@
+"""Training LW-DETR (transformers' LwDetrForObjectDetection in training mode) with this package's own losses."""
