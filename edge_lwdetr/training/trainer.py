@@ -88,6 +88,17 @@ def supervised_outputs(model, output) -> list[tuple[torch.Tensor, torch.Tensor]]
     return [(output.logits, output.pred_boxes), *auxiliary, (output.enc_outputs_class, output.enc_outputs_coord_logits)]
 
 
+def ema_update(decay: float):
+    """Exponential moving average whose decay ramps up from 0.1 (as timm's and YOLO's do): a fixed decay would keep
+    decay^steps of the random initial weights in the average (22 % after 750 steps at 0.998)."""
+
+    def update(averaged: torch.Tensor, current: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+        rate = min(decay, (1 + float(count)) / (10 + float(count)))
+        return rate * averaged + (1 - rate) * current
+
+    return update
+
+
 def learning_rate(settings: TrainSettings, step: int) -> float:
     """Linear warm-up, then cosine decay to a tenth of the peak."""
     if step < settings.warmup:
@@ -100,13 +111,13 @@ def train(
     settings: TrainSettings, output: Path, heldout: Path | None = None, eval_every: int = 1000, log=print
 ) -> dict:
     """Train, evaluating the EMA weights on `heldout` (a COCO folder) every `eval_every` steps; save to `output`."""
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    from torch.optim.swa_utils import AveragedModel
     from transformers import LwDetrForObjectDetection
 
     torch.manual_seed(settings.seed)
     torch.set_num_threads(settings.threads)
     model = LwDetrForObjectDetection(shapes_config(settings.num_queries, settings.groups)).train()
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(settings.ema_decay), use_buffers=True)
+    ema = AveragedModel(model, avg_fn=ema_update(settings.ema_decay), use_buffers=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     criterion = SetCriterion(settings.groups)
     history = []
