@@ -10,28 +10,15 @@ import pytest
 from edge_lwdetr.cli import main
 from edge_lwdetr.evaluation import METRICS, evaluate
 from edge_lwdetr.export.rewrite import rewrite_msda
+from edge_lwdetr.synthetic.dataset import write_coco
+
+SIZE = 256
 
 
 def coco_folder(folder, count=6, seed=0):
-    """Images with 1-3 filled rectangles of categories 1..3 (colour = category) and their COCO annotations."""
-    rng = np.random.default_rng(seed)
-    colours = {1: (0, 0, 255), 2: (0, 255, 0), 3: (255, 0, 0)}
-    images, annotations = [], []
-    (folder / "images").mkdir(parents=True)
-    for image_id in range(1, count + 1):
-        image = np.full((240, 320, 3), 90, np.uint8)
-        for _ in range(int(rng.integers(1, 4))):
-            category = int(rng.integers(1, 4))
-            x, y = int(rng.integers(0, 220)), int(rng.integers(0, 150))
-            w, h = int(rng.integers(30, 100)), int(rng.integers(30, 90))
-            cv2.rectangle(image, (x, y), (x + w - 1, y + h - 1), colours[category], -1)
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": category,
-                                "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0})  # fmt: skip
-        cv2.imwrite(str(folder / "images" / f"{image_id:04d}.png"), image)
-        images.append({"id": image_id, "file_name": f"{image_id:04d}.png", "width": 320, "height": 240})
-    categories = [{"id": i, "name": f"shape{i}"} for i in (1, 2, 3)]
-    (folder / "annotations.json").write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
-    return folder, annotations
+    """A synthetic shapes dataset (COCO format, 256 px images) and its annotations."""
+    path = write_coco(folder, count, seed, size=SIZE)
+    return folder, json.loads(path.read_text())["annotations"]
 
 
 class OracleBackend:
@@ -39,7 +26,7 @@ class OracleBackend:
 
     name, image_size, stage_ms = "oracle", 256, {}
 
-    def __init__(self, annotations, count, queries=20, classes=4):
+    def __init__(self, annotations, count, queries=20, classes=6):
         self.id2label = {i: f"shape{i}" for i in range(classes)}
         self.queue = [[a for a in annotations if a["image_id"] == i] for i in range(1, count + 1)]
         self.queries, self.classes = queries, classes
@@ -51,7 +38,7 @@ class OracleBackend:
         for q, a in enumerate(truth):
             x, y, w, h = a["bbox"]
             logits[0, q, a["category_id"]] = 10.0
-            boxes[0, q] = [(x + w / 2) / 320, (y + h / 2) / 240, w / 320, h / 240]
+            boxes[0, q] = [(x + w / 2) / SIZE, (y + h / 2) / SIZE, w / SIZE, h / SIZE]
         return logits, boxes
 
 
