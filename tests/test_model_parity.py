@@ -6,8 +6,11 @@ import shutil
 import pytest
 import torch
 
+from hf_models import well_conditioned_images
+
 from edge_lwdetr.model.checkpoint import CheckpointWarning
 from edge_lwdetr.model.loading import load_model
+from edge_lwdetr.processing import normalize
 
 # Reduced sizes keep the suite fast; small and large run at the published 640 (large then also has border
 # proposals that must never be selected).
@@ -16,9 +19,10 @@ TOLERANCE = 1e-4
 
 
 def outputs_of_both(folder, hf_model, size, seed=1):
-    torch.manual_seed(seed)
-    images = torch.randn(2, 3, size, size)
+    """Both models on two inputs whose two-stage top-k has no near-tie (hf_models.well_conditioned_images): the two
+    implementations differ by ~1e-6, which may reorder scores closer than that, and which CPU kernels decide."""
     ours = load_model(folder)
+    images = torch.from_numpy(normalize(well_conditioned_images(ours.model, 2, size, seed=seed)))
     with torch.no_grad():
         reference = hf_model(pixel_values=images)
         logits, boxes = ours.model(images)
