@@ -97,7 +97,8 @@ def test_precision_graph_runs_on_cpu_close_to_fp32(precision, native_export, cal
     record_property(f"{precision}_mean_box_l1", box_l1)
     print(f"{precision}: top-100 agreement {top100:.3f}, mean box L1 {box_l1:.4f} (random weights)")
     # Random weights make near-tied scores common, and 8 calibration frames are few, so these bounds are loose
-    # (measured: fp16 0.985 / 0.021, int8 0.858 / 0.164); a broken graph agrees on almost nothing.
+    # (measured: fp16 0.985 / 0.021, int8 0.875 / 0.168 with entropy calibration); a broken graph agrees on almost
+    # nothing.
     minimum_agreement, maximum_l1 = {"fp16": (0.8, 0.05), "int8": (0.5, 0.3)}[precision]
     assert top100 >= minimum_agreement and box_l1 <= maximum_l1
 
