@@ -31,6 +31,9 @@ def test_bundled_weights_are_a_small_transformers_folder():
     assert weights.stat().st_size <= 10 * 2**20
     loaded = load_model(BUNDLED_MODEL)
     assert loaded.image_size == 256 and {loaded.id2label[k] for k in CATEGORIES} == set(CATEGORIES.values())
+    from transformers import AutoImageProcessor
+
+    assert AutoImageProcessor.from_pretrained(BUNDLED_MODEL).size.height == 256  # transformers reads the folder too
 
 
 def _iou(a, b) -> float:

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from edge_lwdetr.training.boxes import cxcywh_to_xyxy, pairwise_giou
+from edge_lwdetr.training.boxes import cxcywh_to_xyxy, generalized_iou
 from edge_lwdetr.training.criterion import SetCriterion, ia_bce_loss
 from edge_lwdetr.training.matcher import HungarianMatcher
 
@@ -18,7 +18,7 @@ def test_giou_known_values():
     unit = torch.tensor([[0.0, 0.0, 1.0, 1.0]])
     others = torch.tensor([[0.0, 0.0, 1.0, 1.0], [0.5, 0.0, 1.5, 1.0], [1.0, 0.0, 2.0, 1.0], [2.0, 0.0, 3.0, 1.0]])
     # identical 1; half overlap IoU 1/3 with no gap in the hull; touching 0; one box width apart -1/3
-    assert pairwise_giou(unit, others)[0].tolist() == pytest.approx([1.0, 1 / 3, 0.0, -1 / 3])
+    assert generalized_iou(unit, others).tolist() == pytest.approx([1.0, 1 / 3, 0.0, -1 / 3])
 
 
 def test_matcher_finds_the_cheapest_assignment_in_each_group():
@@ -52,7 +52,7 @@ def _cost(matcher, logits, boxes, target) -> np.ndarray:
             p = torch.sigmoid(logits[q, label])
             focal = 0.25 * (1 - p) ** 2 * -torch.log(p + 1e-8) - 0.75 * p**2 * -torch.log(1 - p + 1e-8)
             l1 = (boxes[q] - box).abs().sum()
-            giou = pairwise_giou(cxcywh_to_xyxy(boxes[q][None]), cxcywh_to_xyxy(box[None]))[0, 0]
+            giou = generalized_iou(cxcywh_to_xyxy(boxes[q]), cxcywh_to_xyxy(box))
             cost[q, t] = float(matcher.class_weight * focal + matcher.l1_weight * l1 - matcher.giou_weight * giou)
     return cost
 

@@ -1,4 +1,8 @@
-"""Box arithmetic for matching and losses: normalised (cx, cy, w, h) and (x1, y1, x2, y2) tensors."""
+"""Box arithmetic for matching and losses: normalised (cx, cy, w, h) and (x1, y1, x2, y2) tensors.
+
+IoU and GIoU broadcast over leading dimensions: `a[:, None], b[None]` gives the pairwise matrix (matching), equal
+shapes give one value per pair of rows (losses).
+"""
 
 from __future__ import annotations
 
@@ -10,19 +14,19 @@ def cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
     return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1)
 
 
-def pairwise_iou(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """IoU [N, M] and union [N, M] of xyxy boxes a [N, 4] and b [M, 4]."""
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    top_left = torch.max(a[:, None, :2], b[None, :, :2])
-    bottom_right = torch.min(a[:, None, 2:], b[None, :, 2:])
-    inter = (bottom_right - top_left).clamp(min=0).prod(-1)
-    union = area_a[:, None] + area_b[None, :] - inter
+def _area(boxes: torch.Tensor) -> torch.Tensor:
+    return (boxes[..., 2:] - boxes[..., :2]).clamp(min=0).prod(-1)
+
+
+def box_iou(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """IoU and union of xyxy boxes a [..., 4] and b [..., 4]."""
+    inter = (torch.min(a[..., 2:], b[..., 2:]) - torch.max(a[..., :2], b[..., :2])).clamp(min=0).prod(-1)
+    union = _area(a) + _area(b) - inter
     return inter / union, union
 
 
-def pairwise_giou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Generalised IoU [N, M] (Rezatofighi et al. 2019) of xyxy boxes: IoU minus the hull's share not in the union."""
-    iou, union = pairwise_iou(a, b)
-    hull = (torch.max(a[:, None, 2:], b[None, :, 2:]) - torch.min(a[:, None, :2], b[None, :, :2])).clamp(min=0).prod(-1)
+def generalized_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Generalised IoU (Rezatofighi et al. 2019) of xyxy boxes: IoU minus the hull's share not in the union."""
+    iou, union = box_iou(a, b)
+    hull = (torch.max(a[..., 2:], b[..., 2:]) - torch.min(a[..., :2], b[..., :2])).clamp(min=0).prod(-1)
     return iou - (hull - union) / hull

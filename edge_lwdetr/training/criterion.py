@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from edge_lwdetr.training.boxes import cxcywh_to_xyxy, pairwise_giou, pairwise_iou
+from edge_lwdetr.training.boxes import box_iou, cxcywh_to_xyxy, generalized_iou
 from edge_lwdetr.training.matcher import FOCAL_ALPHA, FOCAL_GAMMA, HungarianMatcher
 
 LOSS_WEIGHTS = {"class": 1.0, "l1": 5.0, "giou": 2.0}
@@ -54,11 +54,11 @@ class SetCriterion:
         # One positive per object per group: normalise by the number of positives.
         num_positives = max(len(query_ids), 1)
         predicted_xyxy, target_xyxy = cxcywh_to_xyxy(predicted), cxcywh_to_xyxy(target_boxes)
-        ious = torch.diag(pairwise_iou(predicted_xyxy.detach(), target_xyxy)[0]) if len(query_ids) else predicted[:, 0]
+        ious = box_iou(predicted_xyxy.detach(), target_xyxy)[0]
         losses = {
             "class": ia_bce_loss(logits, labels, ious, (image_ids, query_ids)) / num_positives,
             "l1": F.l1_loss(predicted, target_boxes, reduction="sum") / num_positives,
-            "giou": (1 - torch.diag(pairwise_giou(predicted_xyxy, target_xyxy))).sum() / num_positives,
+            "giou": (1 - generalized_iou(predicted_xyxy, target_xyxy)).sum() / num_positives,
         }
         losses["total"] = sum(self.weights[name] * value for name, value in losses.items())
         return losses

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from edge_lwdetr.training.boxes import cxcywh_to_xyxy, pairwise_giou
+from edge_lwdetr.training.boxes import cxcywh_to_xyxy, generalized_iou
 
 FOCAL_ALPHA, FOCAL_GAMMA = 0.25, 2.0
 
@@ -40,7 +40,7 @@ class HungarianMatcher:
             cost = (
                 self.class_weight * (pos[image][:, labels] - neg[image][:, labels])
                 + self.l1_weight * torch.cdist(boxes[image], target_boxes, p=1)
-                - self.giou_weight * pairwise_giou(cxcywh_to_xyxy(boxes[image]), cxcywh_to_xyxy(target_boxes))
+                - self.giou_weight * generalized_iou(cxcywh_to_xyxy(boxes[image])[:, None], cxcywh_to_xyxy(target_boxes)[None])
             )
             query_ids, target_ids = [], []
             for group, block in enumerate(cost.split(per_group)):

@@ -159,7 +159,7 @@ def evaluate_training_model(model, heldout: Path, image_size: int) -> dict:
 
 def save_inference_folder(model, folder: Path, image_size: int) -> None:
     """save_pretrained of a one-group copy (group 0's queries and two-stage heads), with the input size."""
-    from transformers import LwDetrForObjectDetection
+    from transformers import DeformableDetrImageProcessorPil, LwDetrForObjectDetection
 
     config = shapes_config(model.config.num_queries, groups=1)
     single = LwDetrForObjectDetection(config)
@@ -170,14 +170,6 @@ def save_inference_folder(model, folder: Path, image_size: int) -> None:
         for key in single.state_dict()
     })  # fmt: skip
     single.eval().save_pretrained(folder)
-    processor = {
-        "image_processor_type": "LwDetrImageProcessor",
-        "do_resize": True,
-        "size": {"height": image_size, "width": image_size},
-        "do_normalize": True,
-        "image_mean": [0.485, 0.456, 0.406],
-        "image_std": [0.229, 0.224, 0.225],
-        "do_rescale": True,
-        "rescale_factor": 1 / 255,
-    }
-    (folder / "preprocessor_config.json").write_text(json.dumps(processor, indent=2) + "\n")
+    # transformers' own processor for LW-DETR (AutoImageProcessor maps lw_detr to it): the input size travels with
+    # the weights, for load_model and for transformers users.
+    DeformableDetrImageProcessorPil(size={"height": image_size, "width": image_size}).save_pretrained(folder)
