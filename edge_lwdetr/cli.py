@@ -1,15 +1,21 @@
 """The `edge-lwdetr` command line: a thin shell over the package's API.
 
-Expected failures print one line (`edge-lwdetr: error: ...`) and exit with status 2; nothing heavy is imported
-before a subcommand needs it.
+Exit status: 0 for a completed command; 2 for an error in the input, the options or the environment (one line,
+`edge-lwdetr: error: ...`, naming the file or value and the fix); 130 / 143 for a command stopped by SIGINT /
+SIGTERM (outputs finalised or removed); 1 with a traceback only for a bug in edge-lwdetr itself. Every output is
+written through `edge_lwdetr.outputs`: never onto an input, never half-written, never by two commands at once.
+Nothing heavy is imported before a subcommand needs it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import sys
 import time
+import traceback
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -17,18 +23,95 @@ from pathlib import Path
 from edge_lwdetr import __version__
 from edge_lwdetr.bundled import BUNDLED_MODEL
 from edge_lwdetr.errors import EdgeLwdetrError
+from edge_lwdetr.signals import Stopped, stop_raises
 
 EXIT_ERROR = 2
+EXIT_BUG = 1
+# The largest input side accepted: attention memory grows with the fourth power of the side (the ViT's global
+# blocks hold a (side/16)^4 attention map per head: 3 GiB per map at 2048 px for LW-DETR-tiny), beyond any Jetson.
+MAX_IMAGE_SIZE = 2048
 WEIGHTS_HELP = "transformers folder, hub id, original .pth or .safetensors (default: the bundled shapes model)"
-IMGSZ_HELP = "square input size, a multiple of 64 (default: the size the weights' folder names, else 640)"
+IMGSZ_HELP = f"square input size, a multiple of 64 up to {MAX_IMAGE_SIZE} (default: the weights' folder's size, else 640)"
+EXIST_OK_HELP = "replace an existing output that holds earlier work (refused without it)"
+
+
+class UsageError(Exception):
+    """A bad option or argument, reported as one line like every other error."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def _number(text: str, kind: type):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def image_size(text: str) -> int:
+    size = _number(text, int)
+    if not 64 <= size <= MAX_IMAGE_SIZE or size % 64:
+        lower = min(max(64, size // 64 * 64), MAX_IMAGE_SIZE - 64)
+        raise argparse.ArgumentTypeError(
+            f"{size} is not a multiple of 64 between 64 and {MAX_IMAGE_SIZE}: LW-DETR splits its 1/16 token grid into "
+            f"4x4 windows (use {lower} or {lower + 64}); larger sides need more memory than any Jetson has"
+        )
+    return size
+
+
+def at_least(minimum: int):
+    def parse(text: str) -> int:
+        value = _number(text, int)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below {minimum}: it must be an integer >= {minimum}")
+        return value
+
+    return parse
+
+
+def in_unit_interval(text: str) -> float:
+    value = _number(text, float)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value:g} is outside [0, 1]")
+    return value
+
+
+def positive(text: str) -> float:
+    value = _number(text, float)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value:g} must be above 0")
+    return value
+
+
+def _outputs(inputs, outputs: dict, *, exist_ok: bool = False, keep: dict | None = None) -> contextlib.ExitStack:
+    """Refuse outputs (label -> path) that are inputs, and outputs in `keep` (label -> what they hold) that exist
+    without --exist-ok; returns an ExitStack holding an exclusive claim on every output."""
+    from edge_lwdetr.outputs import claim_all, refuse_existing, refuse_overwriting_inputs
+
+    refuse_overwriting_inputs(outputs, inputs)
+    for label, what in (keep or {}).items():
+        refuse_existing(outputs[label], label, exist_ok, what)
+    stack = contextlib.ExitStack()
+    try:
+        claim_all(stack, *outputs.values())
+    except BaseException:
+        stack.close()
+        raise
+    return stack
 
 
 def _add_predict(subparsers) -> None:
     p = subparsers.add_parser("predict", help="detect objects in an image with the PyTorch model")
     p.add_argument("--weights", default=str(BUNDLED_MODEL), help=WEIGHTS_HELP)
     p.add_argument("--source", required=True, help="image file")
-    p.add_argument("--imgsz", type=int, help=IMGSZ_HELP)
-    p.add_argument("--conf", type=float, default=0.3, help="keep detections scoring above this (0.3)")
+    p.add_argument("--imgsz", type=image_size, help=IMGSZ_HELP)
+    p.add_argument("--conf", type=in_unit_interval, default=0.3, help="keep detections scoring above this, in [0, 1] (0.3)")
     p.add_argument("--save", type=Path, help="write the annotated image here")
     p.add_argument("--save-json", type=Path, help="write the detections here as JSON")
     p.add_argument("--variant", help="tiny|small|medium|large|xlarge; overrides the inferred architecture")
@@ -42,7 +125,13 @@ def read_image(path: Path):
 
     if not path.is_file():
         raise EdgeLwdetrError(f"cannot read image {path}: no such file")
-    image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_COLOR)
+    data = np.fromfile(path, dtype=np.uint8)
+    if data.size == 0:
+        raise EdgeLwdetrError(f"cannot read image {path}: the file is empty (0 bytes)")
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except cv2.error:
+        image = None
     if image is None:
         raise EdgeLwdetrError(f"cannot read image {path}: not an image OpenCV can decode (JPEG, PNG, BMP, ...)")
     return image
@@ -51,34 +140,34 @@ def read_image(path: Path):
 def run_predict(args: argparse.Namespace) -> None:
     import cv2
 
+    from edge_lwdetr import outputs
     from edge_lwdetr.backends.torch_backend import TorchBackend
     from edge_lwdetr.draw import draw_detections
     from edge_lwdetr.predict import detect
 
-    if not 0 <= args.conf < 1:
-        raise EdgeLwdetrError(f"--conf {args.conf} is outside [0, 1)")
-    image = read_image(Path(args.source))
-    backend = TorchBackend(args.weights, args.imgsz, args.variant, args.device)
-    start = time.perf_counter()
-    detections = detect(backend, image, args.conf)
-    elapsed_ms = (time.perf_counter() - start) * 1000
+    if args.save and not cv2.haveImageWriter(str(args.save)):
+        raise EdgeLwdetrError(f"--save {args.save}: OpenCV writes no image format '{args.save.suffix}'; use .jpg or .png")
+    with _outputs([args.source, args.weights], {"--save": args.save, "--save-json": args.save_json}):
+        image = read_image(Path(args.source))
+        backend = TorchBackend(args.weights, args.imgsz, args.variant, args.device)
+        start = time.perf_counter()
+        detections = detect(backend, image, args.conf)
+        elapsed_ms = (time.perf_counter() - start) * 1000
 
-    for det in detections:
-        print(f"  {det.name:<16} {det.score:.3f}  [{', '.join(f'{v:.1f}' for v in det.box)}]")
-    print(
-        f"{args.source}: {len(detections)} detections above {args.conf} "
-        f"(LW-DETR-{backend.variant}, {backend.image_size} px, torch on {backend.device}, {elapsed_ms:.1f} ms)"
-    )
-    if args.save:
-        if not cv2.imwrite(str(args.save), draw_detections(image, detections)):
-            raise EdgeLwdetrError(f"cannot write {args.save}: check the folder exists and the extension is an image's")
-        print(f"annotated image: {args.save}")
-    if args.save_json:
-        try:
-            args.save_json.write_text(json.dumps({"detections": [d.to_json() for d in detections]}, indent=1))
-        except OSError as error:
-            raise EdgeLwdetrError(f"cannot write {args.save_json}: {error.strerror}") from None
-        print(f"detections: {args.save_json}")
+        for det in detections:
+            print(f"  {det.name:<16} {det.score:.3f}  [{', '.join(f'{v:.1f}' for v in det.box)}]")
+        print(
+            f"{args.source}: {len(detections)} detections above {args.conf} "
+            f"(LW-DETR-{backend.variant}, {backend.image_size} px, torch on {backend.device}, {elapsed_ms:.1f} ms)"
+        )
+        if args.save:
+            with outputs.atomic_file(args.save) as temporary:
+                if not cv2.imwrite(str(temporary), draw_detections(image, detections)):
+                    raise EdgeLwdetrError(f"cannot write {args.save}: OpenCV could not encode the image")
+            print(f"annotated image: {args.save}")
+        if args.save_json:
+            outputs.write_text(args.save_json, json.dumps({"detections": [d.to_json() for d in detections]}, indent=1))
+            print(f"detections: {args.save_json}")
 
 
 def _default_trt_version() -> str:
@@ -96,11 +185,11 @@ def _add_export(subparsers) -> None:
     p = subparsers.add_parser("export", help="export to ONNX, with each MSDA rewritten to a TensorRT plugin node")
     p.add_argument("--weights", default=str(BUNDLED_MODEL), help=WEIGHTS_HELP)
     p.add_argument("--output", required=True, type=Path, help="ONNX file to write")
-    p.add_argument("--imgsz", type=int, help=IMGSZ_HELP)
+    p.add_argument("--imgsz", type=image_size, help=IMGSZ_HELP)
     batch = p.add_mutually_exclusive_group()
-    batch.add_argument("--batch", type=int, default=1, help="static batch size (1)")
+    batch.add_argument("--batch", type=at_least(1), default=1, help="static batch size (1)")
     batch.add_argument("--dynamic-batch", action="store_true", help="symbolic batch dimension")
-    p.add_argument("--opset", type=int, default=18, help="ONNX opset: 18 (default), 19 or 20")
+    p.add_argument("--opset", type=int, choices=(18, 19, 20), default=18, help="ONNX opset: 18 (default), 19 or 20")
     p.add_argument(
         "--msda",
         choices=["plugin", "builtin", "native"],
@@ -116,18 +205,19 @@ def _add_export(subparsers) -> None:
 def run_export(args: argparse.Namespace) -> None:
     from edge_lwdetr.export.onnx_export import export_onnx
 
-    export_onnx(
-        args.weights,
-        args.output,
-        imgsz=args.imgsz,
-        batch=args.batch,
-        dynamic_batch=args.dynamic_batch,
-        opset=args.opset,
-        msda=args.msda,
-        trt_version=args.trt_version or _default_trt_version(),
-        variant=args.variant,
-        log=print,
-    )
+    with _outputs([args.weights], {"--output": args.output}):
+        export_onnx(
+            args.weights,
+            args.output,
+            imgsz=args.imgsz,
+            batch=args.batch,
+            dynamic_batch=args.dynamic_batch,
+            opset=args.opset,
+            msda=args.msda,
+            trt_version=args.trt_version or _default_trt_version(),
+            variant=args.variant,
+            log=print,
+        )
 
 
 def _add_rewrite(subparsers) -> None:
@@ -145,12 +235,13 @@ def run_rewrite(args: argparse.Namespace) -> None:
     from edge_lwdetr.export.msda_onnx import msda_nodes
     from edge_lwdetr.export.rewrite import load_onnx, rewrite_msda
 
-    model = rewrite_msda(load_onnx(args.input), args.target, args.trt_version or _default_trt_version(), str(args.input))
-    onnx.checker.check_model(model, full_check=True)
-    try:
-        onnx.save(model, args.output)
-    except OSError as error:
-        raise EdgeLwdetrError(f"cannot write {args.output}: {error.strerror}") from None
+    from edge_lwdetr.outputs import atomic_file
+
+    with _outputs([args.input], {"output": args.output}):
+        model = rewrite_msda(load_onnx(args.input), args.target, args.trt_version or _default_trt_version(), str(args.input))
+        onnx.checker.check_model(model, full_check=True)
+        with atomic_file(args.output) as temporary:
+            onnx.save(model, temporary)
     print(f"rewrote {len(msda_nodes(model))} MSDA nodes to the {args.target} form: {args.output}")
 
 
@@ -168,48 +259,53 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--onnx", required=True, type=Path, help="ONNX from `edge-lwdetr export --msda native`")
     p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp16", help="fp16 (default), int8, fp32")
     p.add_argument("--calib-data", type=Path, help="int8: calibration images (a folder) or a video")
-    p.add_argument("--calib-count", type=int, default=500, help="int8: number of calibration images (500)")
+    p.add_argument("--calib-count", type=at_least(1), default=500, help="int8: number of calibration images (500)")
     p.add_argument("--output", type=Path, help="engine file (default: ONNX name + .<precision>.engine)")
+    p.add_argument("--exist-ok", action="store_true", help=f"engine: {EXIST_OK_HELP}")
     p.add_argument("--onnx-only", action="store_true", help="stop after writing the precision graph (no TensorRT)")
     p.add_argument("--plugin", type=Path, help="plugin library (default: $EDGE_LWDETR_PLUGIN or build/plugins/...)")
     p.add_argument("--msda", choices=["plugin", "builtin"], default="plugin", help="plugin (default) or NVIDIA's builtin")
     p.add_argument("--trt-version", help="target TensorRT, for the builtin plugin's version (default: installed)")
     p.add_argument("--batch-profile", type=_batch_profile, help="MIN,OPT,MAX batch for a dynamic-batch graph (1,1,8)")
-    p.add_argument("--workspace", type=float, default=4.0, help="builder workspace in GiB (4)")
+    p.add_argument("--workspace", type=positive, default=4.0, help="builder workspace in GiB (4)")
     p.add_argument("--timing-cache", type=Path, help="timing cache file, loaded if present and saved after the build")
     p.add_argument("--version-compatible", action="store_true", help="engine loadable by later TensorRT versions")
-    p.add_argument("--dla-core", type=int, help="build for this DLA core, GPU fallback on (Jetson, where supported)")
+    p.add_argument("--dla-core", type=at_least(0), help="build for this DLA core, GPU fallback on (Jetson, where supported)")
     p.add_argument("--legacy-precision-flags", action="store_true", help="TensorRT 10.x only: weakly typed build")
     p.set_defaults(run=run_build)
 
 
 def run_build(args: argparse.Namespace) -> None:
-    from edge_lwdetr.engine.build import build
+    from edge_lwdetr.engine.build import build, output_paths
 
-    build(
-        args.onnx,
-        precision=args.precision,
-        output=args.output,
-        calib_data=args.calib_data,
-        calib_count=args.calib_count,
-        onnx_only=args.onnx_only,
-        plugin=args.plugin,
-        msda=args.msda,
-        trt_version=args.trt_version or _default_trt_version(),
-        batch_profile=args.batch_profile,
-        workspace_gib=args.workspace,
-        timing_cache=args.timing_cache,
-        version_compatible=args.version_compatible,
-        dla_core=args.dla_core,
-        legacy_precision_flags=args.legacy_precision_flags,
-        log=print,
-    )
+    output, graph = output_paths(args.onnx, args.precision, args.output)
+    inputs = [args.onnx, args.calib_data, args.plugin]
+    targets = {"--output": None if args.onnx_only else output, f"the {args.precision} graph": graph}
+    with _outputs(inputs, targets, exist_ok=args.exist_ok, keep={"--output": "an engine"}):
+        build(
+            args.onnx,
+            precision=args.precision,
+            output=args.output,
+            calib_data=args.calib_data,
+            calib_count=args.calib_count,
+            onnx_only=args.onnx_only,
+            plugin=args.plugin,
+            msda=args.msda,
+            trt_version=args.trt_version or _default_trt_version(),
+            batch_profile=args.batch_profile,
+            workspace_gib=args.workspace,
+            timing_cache=args.timing_cache,
+            version_compatible=args.version_compatible,
+            dla_core=args.dla_core,
+            legacy_precision_flags=args.legacy_precision_flags,
+            log=print,
+        )
 
 
 def _add_model_arguments(p: argparse.ArgumentParser, model_help: str) -> None:
     p.add_argument("--model", default=str(BUNDLED_MODEL), help=f"{model_help} (default: the bundled shapes model)")
     p.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "torch"])
-    p.add_argument("--imgsz", type=int, help=f"weights run with PyTorch: {IMGSZ_HELP}")
+    p.add_argument("--imgsz", type=image_size, help=f"weights run with PyTorch: {IMGSZ_HELP}")
     p.add_argument("--plugin", type=Path, help="MSDA plugin library for an engine (default: the one it was built with)")
 
 
@@ -217,82 +313,137 @@ def _add_run(subparsers) -> None:
     p = subparsers.add_parser("run", help="detect objects in a camera, stream, video or image folder")
     _add_model_arguments(p, "TensorRT engine, ONNX export, or weights (PyTorch)")
     p.add_argument("--source", required=True, help="0, /dev/video0, csi://0, rtsp://..., a video file, an image folder")
-    p.add_argument("--save", type=Path, help="write the annotated video here (.mp4 or .avi)")
+    p.add_argument("--save", type=Path, help="write the annotated video here (.mp4: H.264, fragmented; .avi: MJPEG)")
     p.add_argument("--save-json", type=Path, help="write one JSON line of detections per processed frame here")
+    p.add_argument("--exist-ok", action="store_true", help=f"--save/--save-json: {EXIST_OK_HELP}")
     p.add_argument("--show", action="store_true", help="show the annotated video in a window (q or Esc stops)")
-    p.add_argument("--conf", type=float, default=0.3, help="keep detections scoring above this (0.3)")
-    p.add_argument("--max-frames", type=int, help="stop after this many processed frames")
+    p.add_argument("--conf", type=in_unit_interval, default=0.3, help="keep detections scoring above this, in [0, 1] (0.3)")
+    p.add_argument("--max-frames", type=at_least(1), help="stop after this many processed frames")
+    p.add_argument("--stream-timeout", type=positive, default=5.0, help="rtsp/http: open and read timeout in s (5)")
     p.add_argument("--cuda-graph", action="store_true", help="TensorRT: replay each inference as a CUDA graph")
     p.set_defaults(run=run_run)
 
 
 def run_run(args: argparse.Namespace) -> None:
-    import signal
     import threading
 
+    from edge_lwdetr.runtime.sinks import window_support
+    from edge_lwdetr.runtime.sources import Interrupted
+    from edge_lwdetr.signals import stop_sets
+
+    from edge_lwdetr.video import SUFFIXES
+
+    if args.show and window_support():
+        raise EdgeLwdetrError(f"--show: {window_support()}")
+    if args.save and args.save.suffix.lower() not in SUFFIXES:
+        raise EdgeLwdetrError(f"--save {args.save}: write the video as .mp4 (H.264) or .avi (Motion JPEG)")
+    recordings = {"--save": "a recording", "--save-json": "a recording"}
+    targets = {"--save": args.save, "--save-json": args.save_json}
+    with _outputs([args.source, args.model, args.plugin], targets, exist_ok=args.exist_ok, keep=recordings):
+        stop = threading.Event()
+        with stop_sets(stop) as caught:
+            try:
+                summary = _stream(args, stop)
+            except Interrupted:
+                summary = None
+        if caught:
+            if summary is None:
+                print("stopped before the first frame; nothing written", file=sys.stderr)
+            raise Stopped(caught[0])
+
+
+def _stream(args: argparse.Namespace, stop):
     from edge_lwdetr.backends import open_backend
     from edge_lwdetr.runtime.pipeline import run_stream
     from edge_lwdetr.runtime.sinks import JsonlSink, VideoSink, WindowSink
-    from edge_lwdetr.runtime.sources import open_source
+    from edge_lwdetr.runtime.sources import Interrupted, open_source
 
-    if not 0 <= args.conf < 1:
-        raise EdgeLwdetrError(f"--conf {args.conf} is outside [0, 1)")
     log = lambda message: print(message, file=sys.stderr)  # noqa: E731 - stdout carries the results
-    source = open_source(args.source, log=log)
-    backend = open_backend(args.model, args.backend, args.imgsz, args.plugin, args.cuda_graph)
-    stop = threading.Event()
-    sinks = []
-    if args.save:
-        sinks.append(VideoSink(args.save, source.fps))
-    if args.save_json:
-        sinks.append(JsonlSink(args.save_json))
-    if args.show:
-        sinks.append(WindowSink(f"edge-lwdetr: {args.source}", stop))
-    print(
-        f"LW-DETR-{backend.variant} on {backend.name} ({getattr(backend, 'device', 'cpu')}), "
-        f"{backend.image_size} px, source {args.source}{' (live)' if source.live else ''}"
-    )
-    handlers = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    source = open_source(args.source, log=log, stop=stop, stream_timeout_s=args.stream_timeout)
     try:
-        summary = run_stream(backend, source, sinks, args.conf, stop, args.max_frames)
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
+        backend = open_backend(args.model, args.backend, args.imgsz, args.plugin, args.cuda_graph)
+    except BaseException:
+        source.close()
+        raise
+    if stop.is_set():
+        source.close()
         backend.close()
-    print(f"{summary.frames} frames in {summary.seconds:.1f} s: {summary.fps:.1f} FPS end to end, {summary.dropped} dropped")
+        raise Interrupted
+    sinks = []
+    try:
+        if args.save:
+            sinks.append(VideoSink(args.save, source.fps, log))
+        if args.save_json:
+            sinks.append(JsonlSink(args.save_json))
+        if args.show:
+            sinks.append(WindowSink(f"edge-lwdetr: {args.source}", stop))
+        print(
+            f"LW-DETR-{backend.variant} on {backend.name} ({getattr(backend, 'device', 'cpu')}), "
+            f"{backend.image_size} px, source {args.source}{' (live)' if source.live else ''}"
+        )
+        summary = run_stream(backend, source, sinks, args.conf, stop, args.max_frames)
+    except BaseException:
+        for s in sinks:
+            with contextlib.suppress(Exception):
+                s.close()
+        source.close()
+        raise
+    finally:
+        backend.close()
+    _report_run(args, summary, source, sinks, stop, log)
+    return summary
+
+
+def _report_run(args, summary, source, sinks, stop, log) -> None:
+    counts = f"{summary.read} read, {summary.inferred} inferred, {summary.written} written"
+    if source.live:
+        counts += f", {summary.dropped} dropped (live source: stale frames give way to newer ones)"
+    if summary.skipped:
+        counts += f", {summary.skipped} unreadable files skipped"
+    print(f"{counts}; {summary.seconds:.1f} s, {summary.fps:.1f} FPS end to end")
     for stage, stats in summary.stages.items():
         print(f"  {stage:<12} p50 {stats['p50']:8.2f} ms   p90 {stats['p90']:8.2f} ms   p99 {stats['p99']:8.2f} ms")
-    for path in (args.save, args.save_json):
-        if path:
-            print(f"wrote {path}")
+    ended = not stop.is_set() and (args.max_frames is None or summary.inferred < args.max_frames)
+    if ended and summary.announced and summary.read < summary.announced:
+        log(
+            f"edge-lwdetr: warning: {args.source} ended after {summary.read} of the {summary.announced} frames its "
+            "header announces: the file is truncated or damaged"
+        )
+    written = [s.path for s in sinks if s.wrote()]
+    for path in written:
+        print(f"wrote {path}")
+    if summary.read == 0 and not stop.is_set():
+        raise EdgeLwdetrError(f"source {args.source} delivered no frame; nothing was written")
 
 
 def _add_eval(subparsers) -> None:
     p = subparsers.add_parser("eval", help="COCO mAP of a model on a COCO-format folder")
     _add_model_arguments(p, "TensorRT engine, ONNX export, or weights (PyTorch)")
     p.add_argument("--data", required=True, type=Path, help="folder with annotations.json and the images")
-    p.add_argument("--max-images", type=int, help="evaluate the first N images only")
-    p.add_argument("--min-map", type=float, help="fail (exit status 2) when mAP@[.5:.95] is below this floor")
+    p.add_argument("--max-images", type=at_least(1), help="evaluate the first N images only")
+    p.add_argument("--min-map", type=in_unit_interval, help="fail (exit status 2) when mAP@[.5:.95] is below this floor")
     p.add_argument("--report", type=Path, help="write the metrics here as JSON")
     p.set_defaults(run=run_eval)
 
 
 def run_eval(args: argparse.Namespace) -> None:
+    from edge_lwdetr import outputs
     from edge_lwdetr.backends import open_backend
-    from edge_lwdetr.evaluation import METRICS, evaluate
+    from edge_lwdetr.evaluation import METRICS, evaluate, find_annotations
 
-    backend = open_backend(args.model, args.backend, args.imgsz, args.plugin)
-    try:
-        metrics = evaluate(backend, args.data, args.max_images)
-    finally:
-        backend.close()
-    report = {"model": args.model, "backend": backend.name, **metrics}
-    print(f"{metrics['images']} images: " + ", ".join(f"{name} {metrics[name]:.4f}" for name in METRICS))
-    if args.report:
+    annotations = find_annotations(args.data) if args.data.is_dir() else None
+    with _outputs([args.model, args.plugin, annotations], {"--report": args.report}):
+        backend = open_backend(args.model, args.backend, args.imgsz, args.plugin)
         try:
-            args.report.write_text(json.dumps(report, indent=1))
-        except OSError as error:
-            raise EdgeLwdetrError(f"cannot write {args.report}: {error.strerror}") from None
+            metrics = evaluate(backend, args.data, args.max_images, log=lambda m: print(m, file=sys.stderr))
+        finally:
+            backend.close()
+        report = {"model": args.model, "backend": backend.name, **metrics}
+        skipped = f" ({metrics['skipped_images']} missing or unreadable, skipped)" if metrics["skipped_images"] else ""
+        print(f"{metrics['images']} images{skipped}: " + ", ".join(f"{name} {metrics[name]:.4f}" for name in METRICS))
+        if args.report:
+            outputs.write_text(args.report, json.dumps(report, indent=1))
+            print(f"wrote {args.report}")
     if args.min_map is not None and metrics["mAP"] < args.min_map:
         raise EdgeLwdetrError(f"mAP {metrics['mAP']:.4f} is below the floor --min-map {args.min_map}")
 
@@ -301,10 +452,10 @@ def _add_profile(subparsers) -> None:
     p = subparsers.add_parser("profile", help="latency per stage, accuracy against a reference, environment")
     _add_model_arguments(p, "TensorRT engine, ONNX (FP32/FP16/INT8), or weights (PyTorch)")
     p.add_argument("--reference", type=Path, help="FP32 ONNX to compare the model with (polygraphy, ONNX Runtime)")
-    p.add_argument("--iterations", type=int, default=200, help="timed inferences (200)")
-    p.add_argument("--warmup", type=int, default=20, help="untimed inferences first (20)")
-    p.add_argument("--atol", type=float, default=1e-3, help="accuracy tolerance, absolute (median error)")
-    p.add_argument("--rtol", type=float, default=1e-3, help="accuracy tolerance, relative (median error)")
+    p.add_argument("--iterations", type=at_least(1), default=200, help="timed inferences (200)")
+    p.add_argument("--warmup", type=at_least(0), default=20, help="untimed inferences first (20)")
+    p.add_argument("--atol", type=positive, default=1e-3, help="accuracy tolerance, absolute (median error)")
+    p.add_argument("--rtol", type=positive, default=1e-3, help="accuracy tolerance, relative (median error)")
     p.add_argument("--report", type=Path, help="write the report here as JSON")
     p.add_argument("--plot", type=Path, help="write a PNG: latency histogram and stage breakdown")
     p.add_argument("--gate", action="store_true", help="exit with status 2 when the accuracy comparison fails (CI)")
@@ -313,14 +464,22 @@ def _add_profile(subparsers) -> None:
 
 
 def run_profile(args: argparse.Namespace) -> None:
-    from edge_lwdetr.backends import open_backend
-    from edge_lwdetr.profiling import compare_accuracy, environment, measure_latency, plot
+    from edge_lwdetr.profiling import PLOT_SUFFIXES
 
-    if args.iterations < 1 or args.warmup < 0:
-        raise EdgeLwdetrError("--iterations must be at least 1 and --warmup at least 0")
     for path in (args.report, args.plot):
         if path and not path.parent.is_dir():
             raise EdgeLwdetrError(f"cannot write {path}: folder {path.parent} does not exist")
+    if args.plot and args.plot.suffix.lower() not in PLOT_SUFFIXES:
+        raise EdgeLwdetrError(f"--plot {args.plot}: choose a {', '.join(PLOT_SUFFIXES)} file name")
+    with _outputs([args.model, args.reference, args.plugin], {"--report": args.report, "--plot": args.plot}):
+        _profile(args)
+
+
+def _profile(args: argparse.Namespace) -> None:
+    from edge_lwdetr import outputs
+    from edge_lwdetr.backends import open_backend
+    from edge_lwdetr.profiling import compare_accuracy, environment, measure_latency, plot
+
     # TensorRT is timed as trtexec does it: CUDA-graph replay after the warm-up.
     backend = open_backend(args.model, args.backend, args.imgsz, args.plugin, cuda_graph=not args.no_cuda_graph)
     report = {"model": args.model, "backend": backend.name, "image_size": backend.image_size, "environment": environment()}
@@ -340,17 +499,18 @@ def run_profile(args: argparse.Namespace) -> None:
         print(f"  accuracy vs {args.reference}: {'PASS' if accuracy['passed'] else 'FAIL'} ({errors}; "
               f"top-100 agreement {accuracy['top100_agreement']:.2f})")
     if args.report:
-        args.report.write_text(json.dumps(report, indent=1))
+        outputs.write_text(args.report, json.dumps(report, indent=1))
         print(f"wrote {args.report}")
     if args.plot:
-        plot(report, args.plot)
+        with outputs.atomic_file(args.plot) as temporary:
+            plot(report, temporary)
         print(f"wrote {args.plot}")
     if args.gate and not report.get("accuracy", {}).get("passed", False):
         raise EdgeLwdetrError(f"accuracy gate failed: {args.model} differs from {args.reference} beyond the tolerances")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="edge-lwdetr", description="LW-DETR from PyTorch to TensorRT on NVIDIA Jetson, and live video inference"
     )
     parser.add_argument("--version", action="version", version=f"edge-lwdetr {__version__}")
@@ -372,23 +532,28 @@ def _add_synth(subparsers) -> None:
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--coco", type=Path, help="write images/ and annotations.json into this folder")
     target.add_argument("--video", type=Path, help="write a demo video of moving shapes (.mp4 or .avi)")
-    p.add_argument("--count", type=int, default=500, help="dataset images (500)")
-    p.add_argument("--size", type=int, help="image side in pixels (dataset 256, video 384)")
-    p.add_argument("--seconds", type=float, default=8.0, help="video length (8)")
-    p.add_argument("--fps", type=int, default=15, help="video frame rate (15)")
+    p.add_argument("--count", type=at_least(1), default=500, help="dataset images (500)")
+    p.add_argument("--size", type=at_least(64), help="image side in pixels, at least 64 (dataset 256, video 384)")
+    p.add_argument("--seconds", type=positive, default=8.0, help="video length (8)")
+    p.add_argument("--fps", type=at_least(1), default=15, help="video frame rate (15)")
+    p.add_argument("--exist-ok", action="store_true", help=f"--coco: {EXIST_OK_HELP}")
     p.add_argument("--seed", type=int, default=1, help="scene seed (1; the bundled model trained on seed 0)")
     p.set_defaults(run=run_synth)
 
 
 def run_synth(args: argparse.Namespace) -> None:
-    if args.coco:
-        from edge_lwdetr.synthetic.dataset import write_coco
+    if args.size is not None and args.size > 4096:
+        raise EdgeLwdetrError(f"--size {args.size} is above 4096 px: synthetic scenes that large serve no LW-DETR size")
+    keep = {"--coco": "a dataset"} if args.coco else {}
+    with _outputs([], {"--coco": args.coco, "--video": args.video}, exist_ok=args.exist_ok, keep=keep):
+        if args.coco:
+            from edge_lwdetr.synthetic.dataset import write_coco
 
-        print(f"wrote {write_coco(args.coco, args.count, args.seed, args.size or 256)}")
-    else:
-        from edge_lwdetr.synthetic.video import write_video
+            print(f"wrote {write_coco(args.coco, args.count, args.seed, args.size or 256)}")
+        else:
+            from edge_lwdetr.synthetic.video import write_video
 
-        print(f"wrote {write_video(args.video, args.seconds, args.fps, args.size or 384, args.seed)}")
+            print(f"wrote {write_video(args.video, args.seconds, args.fps, args.size or 384, args.seed)}")
 
 
 def _add_train(subparsers) -> None:
@@ -398,9 +563,11 @@ def _add_train(subparsers) -> None:
     p = subparsers.add_parser("train", help="train the small shapes LW-DETR on synthetic scenes")
     p.add_argument("--output", required=True, type=Path, help="folder for the trained model (transformers format)")
     p.add_argument("--heldout", type=Path, help="COCO folder to evaluate on during training (edge-lwdetr synth)")
-    p.add_argument("--eval-every", type=int, default=1000, help="steps between held-out evaluations (1000)")
+    p.add_argument("--eval-every", type=at_least(1), default=1000, help="steps between held-out evaluations (1000)")
+    p.add_argument("--exist-ok", action="store_true", help=f"--output: {EXIST_OK_HELP}")
     for name, value in asdict(defaults).items():
-        p.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value, help=f"({value})")
+        kind = (at_least(0) if name == "seed" else at_least(1)) if isinstance(value, int) else positive
+        p.add_argument(f"--{name.replace('_', '-')}", type=kind, default=value, help=f"({value})")
     p.set_defaults(run=run_train)
 
 
@@ -409,7 +576,12 @@ def run_train(args: argparse.Namespace) -> None:
     from edge_lwdetr.training.trainer import train
 
     settings = TrainSettings(**{k: getattr(args, k) for k in asdict(TrainSettings())})
-    report = train(settings, args.output, args.heldout, args.eval_every)
+    if args.output.exists() and not args.output.is_dir():
+        raise EdgeLwdetrError(f"--output {args.output} is a file; training writes a model folder: choose a folder path")
+    if not settings.ema_decay < 1:
+        raise EdgeLwdetrError(f"--ema-decay {settings.ema_decay} must be below 1")
+    with _outputs([args.heldout], {"--output": args.output}, exist_ok=args.exist_ok, keep={"--output": "a model"}):
+        report = train(settings, args.output, args.heldout, args.eval_every)
     print(f"trained {settings.steps} steps in {report['minutes']:.1f} min; wrote {args.output}")
 
 
@@ -418,15 +590,34 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     warnings.showwarning = _one_line_warning
     try:
-        args.run(args)
-    except EdgeLwdetrError as error:
+        args = build_parser().parse_args(argv)
+        with stop_raises():
+            args.run(args)
+    except (EdgeLwdetrError, UsageError) as error:
         print(f"edge-lwdetr: error: {error}", file=sys.stderr)
         return EXIT_ERROR
+    except Stopped as stopped:
+        print(f"edge-lwdetr: {stopped}", file=sys.stderr)
+        return stopped.exit_status
     except KeyboardInterrupt:
         return 130
+    except MemoryError:
+        print("edge-lwdetr: error: out of memory; use a smaller --imgsz or batch, or a larger machine", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as error:  # the environment: a file, a folder, a device, a full disk
+        where = f" {error.filename}" if error.filename else ""
+        print(f"edge-lwdetr: error: cannot access{where}: {error.strerror or error}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception:  # noqa: BLE001 - anything else is a bug of ours: say so, with the traceback to report
+        traceback.print_exc()
+        print(
+            f"edge-lwdetr: internal error: this is a bug in edge-lwdetr {__version__}, not in your input; please "
+            "report it with the traceback above",
+            file=sys.stderr,
+        )
+        return EXIT_BUG
     return 0
 
 

@@ -28,42 +28,83 @@ def find_annotations(data: Path) -> Path:
     raise EdgeLwdetrError(f"{data} has no COCO annotations: expected annotations.json or annotations/*.json")
 
 
-def evaluate(backend: Backend, data: Path, max_images: int | None = None) -> dict:
-    """COCO bbox metrics of `backend` on the images of `data`."""
+def _read_coco(annotations: Path):
+    """pycocotools' COCO of `annotations`, or a one-line error saying what is wrong with the file."""
     from pycocotools.coco import COCO
+
+    try:
+        data = json.loads(annotations.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise EdgeLwdetrError(f"{annotations} is not valid JSON ({error})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        found = type(data).__name__ if not isinstance(data, dict) else f"keys {sorted(data)[:6]}"
+        raise EdgeLwdetrError(
+            f"{annotations} is not COCO-format: expected an object with 'images', 'annotations' and 'categories' "
+            f"lists, found {found}"
+        )
+    data.setdefault("annotations", [])
+    coco = COCO()
+    coco.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):
+        try:
+            coco.createIndex()
+        except (KeyError, TypeError) as error:
+            raise EdgeLwdetrError(f"{annotations} is not COCO-format JSON (an entry lacks {error})") from None
+    return coco
+
+
+def evaluate(backend: Backend, data: Path, max_images: int | None = None, log=print) -> dict:
+    """COCO bbox metrics of `backend` on the images of `data`; images that are missing or unreadable are skipped
+    (counted in `skipped_images`, each named in a warning)."""
     from pycocotools.cocoeval import COCOeval
 
     if not data.is_dir():
         raise EdgeLwdetrError(f"--data {data} is not a folder (it should hold the images and annotations.json)")
     annotations = find_annotations(data)
-    with contextlib.redirect_stdout(io.StringIO()):
-        try:
-            ground_truth = COCO(str(annotations))
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
-            raise EdgeLwdetrError(f"{annotations} is not COCO-format JSON ({error})") from None
+    ground_truth = _read_coco(annotations)
     image_ids = sorted(ground_truth.getImgIds())[:max_images]
     if not image_ids:
         raise EdgeLwdetrError(f"{annotations} lists no images")
-    results = []
+    known = set(ground_truth.getCatIds())
+    labels = set(getattr(backend, "id2label", {}) or {})
+    if known and labels and not known & labels:
+        raise EdgeLwdetrError(
+            f"the category ids of {annotations} ({_ids(known)}) match none of the model's labels ({_ids(labels)}): "
+            "the annotations are for another label set; map them to the model's ids"
+        )
+    results, evaluated = [], []
     for image_id in tqdm(image_ids, desc="evaluating", unit="img"):
-        name = ground_truth.loadImgs(image_id)[0]["file_name"]
-        path = next((p for p in (data / name, data / "images" / name) if p.is_file()), None)
+        name = ground_truth.loadImgs(image_id)[0].get("file_name", "")
+        path = next((p for p in (data / name, data / "images" / name) if name and p.is_file()), None)
         image = cv2.imread(str(path)) if path else None
         if image is None:
-            raise EdgeLwdetrError(f"image {name} of {annotations} is missing or unreadable under {data}")
+            log(f"edge-lwdetr: warning: skipping image {name!r} of {annotations}: missing or unreadable under {data}")
+            continue
+        evaluated.append(image_id)
         for det in detect(backend, image, conf=0.0):
             x1, y1, x2, y2 = det.box
             results.append({"image_id": image_id, "category_id": det.label, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": det.score})
+    if not evaluated:
+        raise EdgeLwdetrError(f"none of the {len(image_ids)} images of {annotations} could be read under {data}")
 
     metrics = dict.fromkeys(METRICS, 0.0)
-    known = set(ground_truth.getCatIds())
     results = [r for r in results if r["category_id"] in known]
     if results:
         with contextlib.redirect_stdout(io.StringIO()):
             evaluation = COCOeval(ground_truth, ground_truth.loadRes(results), "bbox")
-            evaluation.params.imgIds = image_ids
+            evaluation.params.imgIds = evaluated
             evaluation.evaluate()
             evaluation.accumulate()
             evaluation.summarize()
         metrics = {name: max(float(value), 0.0) for name, value in zip(METRICS, evaluation.stats)}
-    return {"images": len(image_ids), "annotations": str(annotations), **metrics}
+    return {
+        "images": len(evaluated),
+        "skipped_images": len(image_ids) - len(evaluated),
+        "annotations": str(annotations),
+        **metrics,
+    }
+
+
+def _ids(ids: set[int]) -> str:
+    ordered = sorted(ids)
+    return ", ".join(map(str, ordered[:8])) + (", ..." if len(ordered) > 8 else "")

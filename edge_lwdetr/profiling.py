@@ -155,6 +155,10 @@ def compare_accuracy(
     per-output error statistics, and what they mean for detections (top-100 agreement, mean box L1)."""
     from polygraphy.comparator import Comparator, CompareFunc
 
+    from edge_lwdetr.backends.onnxruntime_backend import check_graph
+    from edge_lwdetr.export.rewrite import load_onnx
+
+    check_graph(load_onnx(reference), reference)
     feeds = [{"images": to_model_input(frame, image_size)[None]} for frame in sample_frames(samples, seed=1)]
     runners = [polygraphy_runner(reference, None), polygraphy_runner(model, plugin)]
     results = Comparator.run(runners, data_loader=feeds)
@@ -180,6 +184,9 @@ def compare_accuracy(
         "outputs": per_output,
         "top100_agreement": float(np.mean(agreement)),
     }
+
+
+PLOT_SUFFIXES = (".png", ".svg", ".pdf", ".jpg")  # formats matplotlib writes without extra packages
 
 
 def plot(report: dict, path: Path) -> None:

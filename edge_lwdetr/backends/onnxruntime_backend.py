@@ -9,8 +9,34 @@ from pathlib import Path
 import numpy as np
 
 from edge_lwdetr.device import gpu_info
+from edge_lwdetr.errors import EdgeLwdetrError
 from edge_lwdetr.labels import default_id2label
 
+INPUTS, OUTPUTS = ("images",), ("logits", "pred_boxes")  # the graph contract of `edge-lwdetr export`
+WEIGHTED_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "LayerNormalization", "BatchNormalization"}
+
+
+def check_graph(model, path: Path) -> None:
+    """Refuse graphs that are not an LW-DETR export (another model's I/O) or whose weights are not finite."""
+    from onnx import numpy_helper
+
+    inputs = [i.name for i in model.graph.input]
+    outputs = [o.name for o in model.graph.output]
+    if inputs[:1] != list(INPUTS) or not set(OUTPUTS) <= set(outputs):
+        raise EdgeLwdetrError(
+            f"{path} is not an LW-DETR graph from `edge-lwdetr export`: it has inputs {inputs[:4]} and outputs "
+            f"{outputs[:4]}, expected images -> logits, pred_boxes"
+        )
+    # -inf is a legitimate constant (the mask of border proposals); in a weight it, like NaN anywhere, is corruption.
+    weights = {name for node in model.graph.node if node.op_type in WEIGHTED_OPS for name in node.input[1:]}
+    for initializer in model.graph.initializer:
+        if initializer.data_type in (1, 10, 11, 16):  # float, float16, double, bfloat16
+            values = numpy_helper.to_array(initializer).astype(np.float32)
+            if np.isnan(values).any() or (initializer.name in weights and not np.isfinite(values).all()):
+                raise EdgeLwdetrError(
+                    f"{path}: initializer {initializer.name} holds NaN or infinite values; re-export the model "
+                    "from finite weights"
+                )
 
 class OnnxRuntimeBackend:
     name = "onnxruntime"
@@ -22,6 +48,7 @@ class OnnxRuntimeBackend:
         from edge_lwdetr.export.rewrite import load_onnx
 
         model = load_onnx(Path(path))
+        check_graph(model, Path(path))
         meta = {p.key: p.value for p in model.metadata_props}
         options = ort.SessionOptions()
         if threads:

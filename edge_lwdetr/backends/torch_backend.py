@@ -7,9 +7,27 @@ import time
 import numpy as np
 import torch
 
+from edge_lwdetr.errors import EdgeLwdetrError
 from edge_lwdetr.model.config import DEFAULT_IMAGE_SIZE, check_image_size
 from edge_lwdetr.model.loading import load_model
 from edge_lwdetr.processing import normalize
+
+
+def torch_device(name: str | None) -> str:
+    """`name` checked against this machine (default: cuda when available, else cpu)."""
+    if name is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise EdgeLwdetrError(f"--device {name!r} is not a torch device: use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise EdgeLwdetrError(f"--device {name}: no CUDA GPU is visible to this torch build; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise EdgeLwdetrError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA devices")
+    if device.type not in ("cpu", "cuda"):
+        raise EdgeLwdetrError(f"--device {name}: edge-lwdetr runs the PyTorch model on cpu or cuda only")
+    return name
 
 
 class TorchBackend:
@@ -18,7 +36,7 @@ class TorchBackend:
     def __init__(
         self, weights: str, image_size: int | None = None, variant: str | None = None, device: str | None = None
     ):
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = torch_device(device)
         loaded = load_model(weights, variant, self.device)
         image_size = image_size or loaded.image_size or DEFAULT_IMAGE_SIZE
         check_image_size(loaded.config, image_size, image_size)

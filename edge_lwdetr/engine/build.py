@@ -19,9 +19,17 @@ from edge_lwdetr.errors import EdgeLwdetrError
 from edge_lwdetr.export.msda_onnx import NATIVE, form_of, msda_nodes
 from edge_lwdetr.export.rewrite import load_onnx, rewrite_msda
 from edge_lwdetr.hashing import sha256_of
+from edge_lwdetr.outputs import atomic_file, write_bytes
 
 DEFAULT_PLUGIN = Path("build/plugins/libedge_lwdetr_plugins.so")
 DEFAULT_BATCH_PROFILE = (1, 1, 8)
+
+
+def output_paths(onnx_path: Path, precision: str, output: Path | None) -> tuple[Path, Path]:
+    """The engine and the precision graph beside it: `output` (default: ONNX name + .<precision>.engine) and the
+    same name ending in .onnx."""
+    output = output or onnx_path.with_suffix(f".{precision}.engine")
+    return output, output.with_suffix(".onnx") if output.suffix != ".onnx" else output
 
 
 def build(
@@ -59,8 +67,7 @@ def build(
             f"{onnx_path} is already rewritten to plugin nodes; {precision} needs the native export: "
             "edge-lwdetr export --msda native"
         )
-    output = output or onnx_path.with_suffix(f".{precision}.engine")
-    graph_path = output.with_suffix(".onnx") if output.suffix != ".onnx" else output
+    output, graph_path = output_paths(onnx_path, precision, output)
     _check_writable(output)
     if not onnx_only and msda == "plugin":
         plugin = plugin or Path(os.environ.get("EDGE_LWDETR_PLUGIN", DEFAULT_PLUGIN))
@@ -88,7 +95,8 @@ def build(
         model = precision_graph(model, precision, calibration)
     model = rewrite_msda(model, msda, trt_version, str(onnx_path))
     onnx.checker.check_model(model, full_check=True)
-    onnx.save(model, graph_path)
+    with atomic_file(graph_path) as temporary:
+        onnx.save(model, temporary)
     log(f"wrote the {precision} graph {graph_path} ({time.perf_counter() - started:.1f} s)")
     if onnx_only:
         return graph_path
@@ -111,7 +119,7 @@ def build(
     )
     log("building the TensorRT engine")
     serialized, tensorrt_version, shares = build_engine(graph_path, plugin if msda == "plugin" else None, len(nodes), options)
-    output.write_bytes(serialized)
+    write_bytes(output, serialized)
     write_sidecar(
         output,
         {

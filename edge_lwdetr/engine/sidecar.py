@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_lwdetr.errors import EdgeLwdetrError
+from edge_lwdetr.outputs import write_text
 
 
 def sidecar_path(engine: Path) -> Path:
@@ -15,7 +16,7 @@ def sidecar_path(engine: Path) -> Path:
 
 def write_sidecar(engine: Path, fields: dict[str, Any]) -> Path:
     path = sidecar_path(engine)
-    path.write_text(json.dumps(fields, indent=1, sort_keys=True))
+    write_text(path, json.dumps(fields, indent=1, sort_keys=True))
     return path
 
 

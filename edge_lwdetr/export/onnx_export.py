@@ -25,6 +25,7 @@ from edge_lwdetr.export.rewrite import METADATA_KEY, rewrite_msda
 from edge_lwdetr.hashing import sha256_of
 from edge_lwdetr.model.config import DEFAULT_IMAGE_SIZE, check_image_size
 from edge_lwdetr.model.loading import LoadedModel, load_model
+from edge_lwdetr.outputs import atomic_file
 from edge_lwdetr.processing import IMAGENET_MEAN, IMAGENET_STD
 
 # The dynamo exporter emits opset 18 at the lowest; TensorRT 10.0+ parses opsets 9-20 (JetPack 6 has 10.3).
@@ -85,10 +86,8 @@ def export_onnx(
     onnx.checker.check_model(model, full_check=True)
     if model.ByteSize() > MAX_PROTOBUF_BYTES:
         raise EdgeLwdetrError(f"the graph is {model.ByteSize() / 2**30:.1f} GiB, over ONNX's 2 GiB single-file limit")
-    try:
-        onnx.save(model, output)
-    except OSError as error:
-        raise EdgeLwdetrError(f"cannot write {output}: {error.strerror}") from None
+    with atomic_file(output) as temporary:
+        onnx.save(model, temporary)
     log(f"wrote {output} ({output.stat().st_size / 2**20:.1f} MiB, {time.perf_counter() - started:.1f} s)")
     return model
 

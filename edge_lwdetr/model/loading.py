@@ -10,6 +10,8 @@ import argparse
 import json
 import pickle
 import re
+import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,8 +101,14 @@ def read_torch_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], int | No
     an argparse.Namespace (plain data), which is allowed so the file loads; its num_queries is the one fact the
     tensors' shapes cannot tell (their query tables hold all training groups).
     """
+    if not zipfile.is_zipfile(path):  # torch.save writes zip archives; anything else is another format
+        raise EdgeLwdetrError(
+            f"{path} is not a checkpoint written by torch.save (a plain pickle, or not PyTorch at all); pass the "
+            "original LW-DETR .pth, a transformers folder or a .safetensors file"
+        )
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
+        with torch.serialization.safe_globals([argparse.Namespace]), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on pickle protocols: the refusal below says what matters
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         unsafe = ", ".join(torch.serialization.get_unsafe_globals_in_checkpoint(path)) or "unknown objects"
@@ -196,6 +204,18 @@ def _build(
             f"{source} does not fit LW-DETR-{name}: {'; '.join(problems)}; if the variant was guessed wrong, "
             "pass --variant"
         )
+    refuse_non_finite(converted, source)
     model.load_state_dict({k: v for k, v in converted.items() if k in expected}, strict=False)
     model.eval().to(device)
     return LoadedModel(model, config, name, id2label or default_id2label(config.num_classes), files)
+
+
+def refuse_non_finite(state: dict[str, torch.Tensor], source: str) -> None:
+    """NaN or infinite weights make every score NaN, which reads as "no detections": refuse them, naming a tensor."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise EdgeLwdetrError(
+                f"{source}: tensor {name} holds {bad} NaN or infinite values of {tensor.numel()}; the weights are "
+                "corrupt or training diverged: use another checkpoint"
+            )

@@ -1,11 +1,18 @@
-"""Where processed frames go: a video file, a JSONL of detections, a window. Each is closed cleanly on stop, so an
-interrupted run still leaves a playable video and only complete JSON lines."""
+"""Where processed frames go: a video file, a JSONL of detections, a window.
+
+Each sink leaves only complete data behind, whatever stops the run: the video is a fragmented MP4 that plays to its
+last fragment (about a second) after a kill or a full disk; the JSONL holds only whole lines. A write error raises
+an EdgeLwdetrError naming the file, which ends the run with status 2.
+"""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import cv2
@@ -14,66 +21,115 @@ import numpy as np
 from edge_lwdetr.errors import EdgeLwdetrError
 from edge_lwdetr.processing import Detection
 from edge_lwdetr.runtime.sources import opencv_has_gstreamer
+from edge_lwdetr.video import FSYNC_INTERVAL_S, VideoWriter
 
 
 def hardware_h264_pipeline(path: Path, fps: float) -> str | None:
-    """A GStreamer pipeline encoding with the Jetson's NVENC, or None (no GStreamer, or no encoder: Orin Nano)."""
+    """A GStreamer pipeline encoding with the Jetson's NVENC into a fragmented MP4 (one fragment a second), or None
+    (no GStreamer, or no encoder: Orin Nano)."""
     if not opencv_has_gstreamer() or shutil.which("gst-inspect-1.0") is None:
         return None
     if subprocess.run(["gst-inspect-1.0", "nvv4l2h264enc"], capture_output=True).returncode != 0:
         return None
+    rate = int(round(fps))
     return (
-        f"appsrc ! video/x-raw, format=BGR, framerate={int(round(fps))}/1 ! videoconvert ! video/x-raw, format=BGRx ! "
-        f"nvvidconv ! nvv4l2h264enc ! h264parse ! qtmux ! filesink location={path}"
+        f"appsrc ! video/x-raw, format=BGR, framerate={rate}/1 ! videoconvert ! video/x-raw, format=BGRx ! "
+        f"nvvidconv ! nvv4l2h264enc iframeinterval={rate} idrinterval={rate} insert-sps-pps=true ! h264parse ! "
+        f"mp4mux fragment-duration=1000 ! filesink location={path}"
     )
 
 
 class VideoSink:
-    """Annotated frames to a video file: NVENC H.264 where available, else a software codec (mp4v, or MJPG for
-    .avi)."""
+    """Annotated frames to a video file: NVENC H.264 on a Jetson with GStreamer, else x264 through PyAV."""
 
     wants_image = True
 
-    def __init__(self, path: Path, fps: float):
-        if not path.parent.is_dir():
-            raise EdgeLwdetrError(f"cannot write {path}: folder {path.parent} does not exist")
-        self.path, self.fps, self.writer = path, fps or 30.0, None
+    def __init__(self, path: Path, fps: float, log=print):
+        self.path, self.fps, self.log = path, fps or 30.0, log
+        self.hardware = hardware_h264_pipeline(path, self.fps) if path.suffix.lower() == ".mp4" else None
+        self.writer = None if self.hardware else VideoWriter(path, self.fps, log)
+        self.gst = None
+        self.frames = 0
 
     def write(self, frame: np.ndarray, record: dict) -> None:
-        if self.writer is None:
-            height, width = frame.shape[:2]
-            pipeline = hardware_h264_pipeline(self.path, self.fps) if self.path.suffix == ".mp4" else None
-            if pipeline:
-                self.writer = cv2.VideoWriter(pipeline, cv2.CAP_GSTREAMER, 0, self.fps, (width, height))
-            else:
-                fourcc = cv2.VideoWriter_fourcc(*("MJPG" if self.path.suffix == ".avi" else "mp4v"))
-                self.writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, (width, height))
-            if not self.writer.isOpened():
-                raise EdgeLwdetrError(f"cannot write video {self.path}: no encoder for '{self.path.suffix}' (use .mp4 or .avi)")
-        self.writer.write(frame)
+        if self.hardware:
+            if self.gst is None:
+                self.size = frame.shape[1], frame.shape[0]
+                self.gst = cv2.VideoWriter(self.hardware, cv2.CAP_GSTREAMER, 0, self.fps, self.size)
+                if not self.gst.isOpened():
+                    raise EdgeLwdetrError(f"cannot write video {self.path}: the NVENC GStreamer pipeline did not open")
+            self.gst.write(frame if (frame.shape[1], frame.shape[0]) == self.size else cv2.resize(frame, self.size))
+        else:
+            self.writer.write(frame)
+        self.frames += 1
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.release()
+        if self.gst is not None:
+            self.gst.release()
+        elif self.writer is not None:
+            self.writer.close()
+
+    def wrote(self) -> bool:
+        return self.frames > 0 and self.path.is_file()
 
 
 class JsonlSink:
-    """One JSON line per processed frame, flushed as it is written."""
+    """One JSON line per processed frame, each written whole and flushed to the file as it comes.
+
+    On a write error the file is cut back to its last complete line, then the error names the file.
+    """
 
     wants_image = False
 
     def __init__(self, path: Path):
+        self.path, self.lines, self._size, self._last_sync = path, 0, 0, time.monotonic()
         try:
-            self.file = open(path, "w", encoding="utf-8")
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         except OSError as error:
             raise EdgeLwdetrError(f"cannot write {path}: {error.strerror}") from None
 
     def write(self, frame: np.ndarray, record: dict) -> None:
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
+        data = memoryview((json.dumps(record) + "\n").encode("utf-8"))
+        try:
+            written = 0
+            while written < len(data):
+                written += os.write(self._fd, data[written:])
+            if time.monotonic() - self._last_sync >= FSYNC_INTERVAL_S:
+                os.fsync(self._fd)
+                self._last_sync = time.monotonic()
+        except OSError as error:
+            os.ftruncate(self._fd, self._size)  # a cut needs no free space
+            hint = ": the disk is full" if error.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+            raise EdgeLwdetrError(
+                f"cannot write {self.path}{hint} ({error.strerror}); it holds the first {self.lines} lines, all complete"
+            ) from None
+        self._size += len(data)
+        self.lines += 1
 
     def close(self) -> None:
-        self.file.close()
+        if self._fd is not None:
+            try:
+                os.fsync(self._fd)
+            finally:
+                os.close(self._fd)
+                self._fd = None
+
+    def wrote(self) -> bool:
+        return self.lines > 0
+
+
+def window_support() -> str | None:
+    """None when cv2.imshow can open a window here, else why it cannot and how to fix it."""
+    gui = next((l.split(":", 1)[1].strip() for l in cv2.getBuildInformation().splitlines() if l.strip().startswith("GUI:")), "")
+    if gui.upper() in ("", "NONE"):
+        return (
+            "this OpenCV has no window support (opencv-python-headless); install one that has: "
+            "`pip uninstall -y opencv-python-headless && pip install opencv-python`, or on a Jetson use JetPack's "
+            "OpenCV; or drop --show and write the video with --save"
+        )
+    if os.name == "posix" and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return "no display to show a window on (DISPLAY is not set); drop --show and write the video with --save"
+    return None
 
 
 class WindowSink:
@@ -82,15 +138,28 @@ class WindowSink:
     wants_image = True
 
     def __init__(self, title: str, stop):
+        problem = window_support()
+        if problem:
+            raise EdgeLwdetrError(f"--show: {problem}")
         self.title, self.stop = title, stop
 
     def write(self, frame: np.ndarray, record: dict) -> None:
-        cv2.imshow(self.title, frame)
-        if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+        try:
+            cv2.imshow(self.title, frame)
+            key = cv2.waitKey(1) & 0xFF
+        except cv2.error as error:
+            raise EdgeLwdetrError(f"--show: the window could not be drawn ({error.err}); use --save instead") from None
+        if key in (ord("q"), 27):
             self.stop.set()
 
     def close(self) -> None:
-        cv2.destroyAllWindows()
+        try:
+            cv2.destroyAllWindows()
+        except cv2.error:
+            pass
+
+    def wrote(self) -> bool:
+        return False
 
 
 def detection_record(index: int, time_s: float, detections: list[Detection], timings_ms: dict) -> dict:

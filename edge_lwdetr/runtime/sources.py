@@ -1,9 +1,14 @@
 """Video sources by URI, as jetson-inference names them: `0`, `/dev/video0`, `csi://0`, `rtsp://...`, a video file,
-an image folder. Live sources (cameras, streams) reconnect with backoff when they drop out."""
+an image folder. Live sources (cameras, streams) reconnect with backoff when they drop out.
+
+No wait is unbounded: network streams open and read with timeouts (OpenCV's FFmpeg backend otherwise waits 30 s),
+and every open runs in a helper thread while the caller watches the stop event, so SIGINT/SIGTERM end a run within
+a fraction of a second even while a stream is stalled or reconnecting.
+"""
 
 from __future__ import annotations
 
-import time
+import threading
 from pathlib import Path
 from typing import Callable
 
@@ -14,6 +19,44 @@ from edge_lwdetr.errors import EdgeLwdetrError
 from edge_lwdetr.processing import IMAGE_SUFFIXES
 
 RECONNECT_DELAYS_S = (0.5, 1.0, 2.0, 4.0, 8.0)
+STREAM_TIMEOUT_S = 5.0  # default open and read timeouts of network streams
+
+
+class Interrupted(Exception):
+    """The stop event was set (a signal, `q` in the window) while the source was opening."""
+
+
+def open_interruptibly(open_capture: Callable[[], cv2.VideoCapture], stop: threading.Event | None):
+    """open_capture() in a helper thread; returns its capture, or raises Interrupted as soon as `stop` is set (the
+    abandoned open finishes in the background and its capture is released there)."""
+    if stop is None:
+        return open_capture()
+    result: list = []
+    abandoned = threading.Event()
+
+    def target() -> None:
+        try:
+            result.append(open_capture())
+        except BaseException as error:  # noqa: BLE001 - handed to the waiting thread
+            result.append(error)
+        if abandoned.is_set() and result and isinstance(result[0], cv2.VideoCapture):
+            result[0].release()
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    while thread.is_alive():
+        if stop.wait(0.05):
+            abandoned.set()
+            raise Interrupted
+    if isinstance(result[0], BaseException):
+        raise result[0]
+    return result[0]
+
+
+def stream_capture(uri: str, timeout_s: float = STREAM_TIMEOUT_S) -> cv2.VideoCapture:
+    """A network stream through FFmpeg with bounded open and read waits."""
+    ms = int(timeout_s * 1000)
+    return cv2.VideoCapture(uri, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
 
 
 def csi_pipeline(sensor: int, width: int = 1280, height: int = 720, fps: int = 30) -> str:
@@ -41,10 +84,13 @@ class Source:
         live: bool,
         log=print,
         reconnect_delays_s: tuple[float, ...] = RECONNECT_DELAYS_S,
+        stop: threading.Event | None = None,
     ):
         self.uri, self.live, self.log, self.reconnect_delays_s = uri, live, log, reconnect_delays_s
+        self.stop = stop or threading.Event()
         self._open = open_capture
-        self.capture = open_capture()
+        self.skipped = 0
+        self.capture = open_interruptibly(open_capture, self.stop)
         if not self.capture.isOpened():
             raise EdgeLwdetrError(f"cannot open source {uri}: {describe_failure(uri)}")
         self.fps = self.capture.get(cv2.CAP_PROP_FPS) or 30.0
@@ -61,9 +107,14 @@ class Source:
     def _reconnect(self) -> np.ndarray | None:
         for delay in self.reconnect_delays_s:
             self.log(f"source {self.uri} stopped delivering frames; reconnecting in {delay:g} s")
-            time.sleep(delay)
+            if self.stop.wait(delay):
+                return None
             self.capture.release()
-            self.capture = self._open()
+            try:
+                self.capture = open_interruptibly(self._open, self.stop)
+            except Interrupted:
+                self.capture = cv2.VideoCapture()  # nothing open: close() has nothing to release
+                return None
             ok, frame = self.capture.read() if self.capture.isOpened() else (False, None)
             if ok:
                 return frame
@@ -84,15 +135,19 @@ class FolderSource:
         self.files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not self.files:
             raise EdgeLwdetrError(f"cannot open source {folder}: the folder holds no images")
-        self.fps, self.frame_count, self._next = 0.0, len(self.files), 0
+        self.fps, self.frame_count, self._next, self.skipped = 0.0, len(self.files), 0, 0
 
     def read(self) -> np.ndarray | None:
         while self._next < len(self.files):
             path = self.files[self._next]
             self._next += 1
-            frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            try:
+                frame = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR)
+            except (OSError, cv2.error):
+                frame = None
             if frame is not None:
                 return frame
+            self.skipped += 1
             self.log(f"skipping {path}: not an image OpenCV can decode")
         return None
 
@@ -116,21 +171,28 @@ def describe_failure(uri: str) -> str:
     return "not a video OpenCV can decode (corrupt or truncated?)"
 
 
-def open_source(uri: str, log=print) -> Source | FolderSource:
+def open_source(
+    uri: str, log=print, stop: threading.Event | None = None, stream_timeout_s: float = STREAM_TIMEOUT_S
+) -> Source | FolderSource:
+    """The source for `uri`; raises Interrupted when `stop` is set while it opens."""
     if uri.isdigit():
-        return Source(uri, lambda: cv2.VideoCapture(int(uri)), live=True, log=log)
+        return Source(uri, lambda: cv2.VideoCapture(int(uri)), live=True, log=log, stop=stop)
     if uri.startswith("/dev/video"):
-        return Source(uri, lambda: cv2.VideoCapture(uri, cv2.CAP_V4L2), live=True, log=log)
+        return Source(uri, lambda: cv2.VideoCapture(uri, cv2.CAP_V4L2), live=True, log=log, stop=stop)
     if uri.startswith("csi://"):
         sensor = uri.removeprefix("csi://") or "0"
         if not sensor.isdigit():
             raise EdgeLwdetrError(f"{uri}: expected csi://N with N the sensor id, e.g. csi://0")
-        return Source(uri, lambda: cv2.VideoCapture(csi_pipeline(int(sensor)), cv2.CAP_GSTREAMER), live=True, log=log)
+        pipeline = csi_pipeline(int(sensor))
+        return Source(uri, lambda: cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER), live=True, log=log, stop=stop)
     if uri.startswith(("rtsp://", "rtmp://", "http://", "https://")):
-        return Source(uri, lambda: cv2.VideoCapture(uri), live=True, log=log)
+        log(f"opening {uri} (waits at most {stream_timeout_s:g} s)")
+        return Source(uri, lambda: stream_capture(uri, stream_timeout_s), live=True, log=log, stop=stop)
     path = Path(uri)
     if path.is_dir():
         return FolderSource(path, log=log)
     if not path.is_file():
         raise EdgeLwdetrError(f"cannot open source {uri}: no such file or folder (or camera 0, /dev/videoN, csi://N, rtsp://...)")
-    return Source(uri, lambda: cv2.VideoCapture(uri), live=False, log=log)
+    if path.stat().st_size == 0:
+        raise EdgeLwdetrError(f"cannot open source {uri}: the file is empty (0 bytes)")
+    return Source(uri, lambda: cv2.VideoCapture(uri), live=False, log=log, stop=stop)

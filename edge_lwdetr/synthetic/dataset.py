@@ -10,6 +10,7 @@ import numpy as np
 from tqdm import tqdm
 
 from edge_lwdetr.errors import EdgeLwdetrError
+from edge_lwdetr.outputs import atomic_folder
 from edge_lwdetr.synthetic.shapes import CATEGORIES, Scene, render, sample_scene
 
 
@@ -31,18 +32,25 @@ def coco_annotations(scene: Scene, width: int, height: int, image_id: int, first
 
 
 def write_coco(folder: Path, count: int, seed: int, size: int = 256) -> Path:
-    """`count` PNG images of `size` px and their annotations.json under `folder`; returns the annotations path."""
+    """`count` PNG images of `size` px and their annotations.json under `folder`; returns the annotations path.
+
+    The dataset is written into a temporary folder beside `folder` and renamed into place when complete, so an
+    error or interruption (a full disk, Ctrl-C) leaves what was there before, never half a dataset.
+    """
     if count < 1 or size < 32:
         raise EdgeLwdetrError(f"a synthetic dataset needs at least 1 image of at least 32 px (got {count}, {size})")
-    (folder / "images").mkdir(parents=True, exist_ok=True)
-    images, annotations = [], []
-    for index in tqdm(range(count), desc=f"writing {folder}", unit="img"):
-        scene = scene_at(seed, index)
-        name = f"images/{index:06d}.png"
-        cv2.imwrite(str(folder / name), render(scene, size))
-        images.append({"id": index + 1, "file_name": name, "width": size, "height": size})
-        annotations += coco_annotations(scene, size, size, index + 1, len(annotations) + 1)
-    categories = [{"id": i, "name": name, "supercategory": "shape"} for i, name in CATEGORIES.items()]
-    path = folder / "annotations.json"
-    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
-    return path
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_folder(folder) as partial:
+        (partial / "images").mkdir()
+        images, annotations = [], []
+        for index in tqdm(range(count), desc=f"writing {folder}", unit="img"):
+            scene = scene_at(seed, index)
+            name = f"images/{index:06d}.png"
+            ok, png = cv2.imencode(".png", render(scene, size))
+            (partial / name).write_bytes(png.tobytes())
+            images.append({"id": index + 1, "file_name": name, "width": size, "height": size})
+            annotations += coco_annotations(scene, size, size, index + 1, len(annotations) + 1)
+        categories = [{"id": i, "name": name, "supercategory": "shape"} for i, name in CATEGORIES.items()]
+        document = {"images": images, "annotations": annotations, "categories": categories}
+        (partial / "annotations.json").write_text(json.dumps(document))
+    return folder / "annotations.json"

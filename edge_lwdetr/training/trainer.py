@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from edge_lwdetr.outputs import atomic_folder
 from edge_lwdetr.processing import normalize, to_model_input
 from edge_lwdetr.synthetic.dataset import scene_at
 from edge_lwdetr.synthetic.shapes import CATEGORIES, render
@@ -141,9 +142,11 @@ def train(
             metrics = evaluate_training_model(ema.module, heldout, settings.image_size)
             history.append({"step": step + 1, "minutes": (time.perf_counter() - start) / 60, **metrics})
             log(f"step {step + 1}: mAP {metrics['mAP']:.4f}, mAP50 {metrics['mAP50']:.4f}")
-    save_inference_folder(ema.module, output, settings.image_size)
     report = {"settings": asdict(settings), "minutes": (time.perf_counter() - start) / 60, "history": history}
-    (output / "training.json").write_text(json.dumps(report, indent=2) + "\n")
+    # The model folder appears whole or not at all: an earlier model there survives a failure or an interruption.
+    with atomic_folder(output) as partial:
+        save_inference_folder(ema.module, partial, settings.image_size)
+        (partial / "training.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
 
