@@ -104,7 +104,7 @@ def main() -> None:
     print(f"  model-only {model_fps:.1f} FPS; end to end {e2e_fps:.1f} FPS (file -> MP4 + JSONL); ratio {e2e_fps / model_fps:.3f}")
     for stage, stats in summary.stages.items():
         print(f"    {stage:<12} p50 {stats['p50']:7.2f} ms  p99 {stats['p99']:7.2f} ms")
-    print(f"  soak: {soak.frames} frames in {soak.seconds:.0f} s; RSS {rss_start:.1f} -> {rss_end:.1f} MiB "
+    print(f"  soak: {soak.written} frames in {soak.seconds:.0f} s; RSS {rss_start:.1f} -> {rss_end:.1f} MiB "
           f"(growth {rss_end - rss_start:+.1f} MiB)")
 
 

@@ -89,12 +89,18 @@ def positive(text: str) -> float:
     return value
 
 
-def _outputs(inputs, outputs: dict, *, exist_ok: bool = False, keep: dict | None = None) -> contextlib.ExitStack:
-    """Refuse outputs (label -> path) that are inputs, and outputs in `keep` (label -> what they hold) that exist
-    without --exist-ok; returns an ExitStack holding an exclusive claim on every output."""
+def _outputs(
+    inputs, outputs: dict, *, exist_ok: bool = False, keep: dict | None = None, folders: tuple = ()
+) -> contextlib.ExitStack:
+    """Refuse outputs (label -> path) that are inputs, file outputs (all but `folders`) that are folders, and outputs
+    in `keep` (label -> what they hold) that exist without --exist-ok; returns an ExitStack holding an exclusive
+    claim on every output."""
     from edge_lwdetr.outputs import claim_all, refuse_existing, refuse_overwriting_inputs
 
     refuse_overwriting_inputs(outputs, inputs)
+    for label, path in outputs.items():
+        if path is not None and label not in folders and path.is_dir():
+            raise EdgeLwdetrError(f"{label} {path} is a folder; give a file name such as {path / ('out' + (path.suffix or '.json'))}")
     for label, what in (keep or {}).items():
         refuse_existing(outputs[label], label, exist_ok, what)
     stack = contextlib.ExitStack()
@@ -545,7 +551,7 @@ def run_synth(args: argparse.Namespace) -> None:
     if args.size is not None and args.size > 4096:
         raise EdgeLwdetrError(f"--size {args.size} is above 4096 px: synthetic scenes that large serve no LW-DETR size")
     keep = {"--coco": "a dataset"} if args.coco else {}
-    with _outputs([], {"--coco": args.coco, "--video": args.video}, exist_ok=args.exist_ok, keep=keep):
+    with _outputs([], {"--coco": args.coco, "--video": args.video}, exist_ok=args.exist_ok, keep=keep, folders=("--coco",)):
         if args.coco:
             from edge_lwdetr.synthetic.dataset import write_coco
 
@@ -580,7 +586,10 @@ def run_train(args: argparse.Namespace) -> None:
         raise EdgeLwdetrError(f"--output {args.output} is a file; training writes a model folder: choose a folder path")
     if not settings.ema_decay < 1:
         raise EdgeLwdetrError(f"--ema-decay {settings.ema_decay} must be below 1")
-    with _outputs([args.heldout], {"--output": args.output}, exist_ok=args.exist_ok, keep={"--output": "a model"}):
+    if args.heldout is not None and not args.heldout.is_dir():
+        raise EdgeLwdetrError(f"--heldout {args.heldout} is not a folder: make one with `edge-lwdetr synth --coco DIR`")
+    folders = ("--output",)
+    with _outputs([args.heldout], {"--output": args.output}, exist_ok=args.exist_ok, keep={"--output": "a model"}, folders=folders):
         report = train(settings, args.output, args.heldout, args.eval_every)
     print(f"trained {settings.steps} steps in {report['minutes']:.1f} min; wrote {args.output}")
 
