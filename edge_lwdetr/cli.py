@@ -23,6 +23,7 @@ from pathlib import Path
 from edge_lwdetr import __version__
 from edge_lwdetr.bundled import BUNDLED_MODEL
 from edge_lwdetr.errors import EdgeLwdetrError
+from edge_lwdetr.defaults import DEFAULT_CONF
 from edge_lwdetr.signals import Stopped, stop_raises
 
 EXIT_ERROR = 2
@@ -112,70 +113,6 @@ def _outputs(
     return stack
 
 
-def _add_predict(subparsers) -> None:
-    p = subparsers.add_parser("predict", help="detect objects in an image with the PyTorch model")
-    p.add_argument("--weights", default=str(BUNDLED_MODEL), help=WEIGHTS_HELP)
-    p.add_argument("--source", required=True, help="image file")
-    p.add_argument("--imgsz", type=image_size, help=IMGSZ_HELP)
-    p.add_argument("--conf", type=in_unit_interval, default=0.3, help="keep detections scoring above this, in [0, 1] (0.3)")
-    p.add_argument("--save", type=Path, help="write the annotated image here")
-    p.add_argument("--save-json", type=Path, help="write the detections here as JSON")
-    p.add_argument("--variant", help="tiny|small|medium|large|xlarge; overrides the inferred architecture")
-    p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
-    p.set_defaults(run=run_predict)
-
-
-def read_image(path: Path):
-    import cv2
-    import numpy as np
-
-    if not path.is_file():
-        raise EdgeLwdetrError(f"cannot read image {path}: no such file")
-    data = np.fromfile(path, dtype=np.uint8)
-    if data.size == 0:
-        raise EdgeLwdetrError(f"cannot read image {path}: the file is empty (0 bytes)")
-    try:
-        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    except cv2.error:
-        image = None
-    if image is None:
-        raise EdgeLwdetrError(f"cannot read image {path}: not an image OpenCV can decode (JPEG, PNG, BMP, ...)")
-    return image
-
-
-def run_predict(args: argparse.Namespace) -> None:
-    import cv2
-
-    from edge_lwdetr import outputs
-    from edge_lwdetr.backends.torch_backend import TorchBackend
-    from edge_lwdetr.draw import draw_detections
-    from edge_lwdetr.predict import detect
-
-    if args.save and not cv2.haveImageWriter(str(args.save)):
-        raise EdgeLwdetrError(f"--save {args.save}: OpenCV writes no image format '{args.save.suffix}'; use .jpg or .png")
-    with _outputs([args.source, args.weights], {"--save": args.save, "--save-json": args.save_json}):
-        image = read_image(Path(args.source))
-        backend = TorchBackend(args.weights, args.imgsz, args.variant, args.device)
-        start = time.perf_counter()
-        detections = detect(backend, image, args.conf)
-        elapsed_ms = (time.perf_counter() - start) * 1000
-
-        for det in detections:
-            print(f"  {det.name:<16} {det.score:.3f}  [{', '.join(f'{v:.1f}' for v in det.box)}]")
-        print(
-            f"{args.source}: {len(detections)} detections above {args.conf} "
-            f"(LW-DETR-{backend.variant}, {backend.image_size} px, torch on {backend.device}, {elapsed_ms:.1f} ms)"
-        )
-        if args.save:
-            with outputs.atomic_file(args.save) as temporary:
-                if not cv2.imwrite(str(temporary), draw_detections(image, detections)):
-                    raise EdgeLwdetrError(f"cannot write {args.save}: OpenCV could not encode the image")
-            print(f"annotated image: {args.save}")
-        if args.save_json:
-            outputs.write_text(args.save_json, json.dumps({"detections": [d.to_json() for d in detections]}, indent=1))
-            print(f"detections: {args.save_json}")
-
-
 def _default_trt_version() -> str:
     """The installed TensorRT's version, else JetPack 6's 10.3 (only the builtin plugin's version depends on it)."""
     import importlib.util
@@ -189,7 +126,7 @@ def _default_trt_version() -> str:
 
 def _add_export(subparsers) -> None:
     p = subparsers.add_parser("export", help="export to ONNX, with each MSDA rewritten to a TensorRT plugin node")
-    p.add_argument("--weights", default=str(BUNDLED_MODEL), help=WEIGHTS_HELP)
+    p.add_argument("--model", "--weights", dest="weights", default=str(BUNDLED_MODEL), help=f"weights: {WEIGHTS_HELP}")
     p.add_argument("--output", required=True, type=Path, help="ONNX file to write")
     p.add_argument("--imgsz", type=image_size, help=IMGSZ_HELP)
     batch = p.add_mutually_exclusive_group()
@@ -309,21 +246,29 @@ def run_build(args: argparse.Namespace) -> None:
 
 
 def _add_model_arguments(p: argparse.ArgumentParser, model_help: str) -> None:
-    p.add_argument("--model", default=str(BUNDLED_MODEL), help=f"{model_help} (default: the bundled shapes model)")
+    p.add_argument("--model", "--weights", dest="model", default=str(BUNDLED_MODEL),
+                   help=f"{model_help}: {WEIGHTS_HELP}")  # fmt: skip
     p.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "torch"])
     p.add_argument("--imgsz", type=image_size, help=f"weights run with PyTorch: {IMGSZ_HELP}")
     p.add_argument("--plugin", type=Path, help="MSDA plugin library for an engine (default: the one it was built with)")
+    p.add_argument("--device", help="weights run with PyTorch: cpu, cuda or cuda:N (default: cuda when available)")
+    p.add_argument("--variant", help="weights: tiny|small|medium|large|xlarge, overriding the inferred architecture")
 
 
 def _add_run(subparsers) -> None:
-    p = subparsers.add_parser("run", help="detect objects in a camera, stream, video or image folder")
+    p = subparsers.add_parser(
+        "run", aliases=["predict"], help="detect objects in an image, a folder, a video, a camera or a stream"
+    )
     _add_model_arguments(p, "TensorRT engine, ONNX export, or weights (PyTorch)")
-    p.add_argument("--source", required=True, help="0, /dev/video0, csi://0, rtsp://..., a video file, an image folder")
-    p.add_argument("--save", type=Path, help="write the annotated video here (.mp4: H.264, fragmented; .avi: MJPEG)")
-    p.add_argument("--save-json", type=Path, help="write one JSON line of detections per processed frame here")
-    p.add_argument("--exist-ok", action="store_true", help=f"--save/--save-json: {EXIST_OK_HELP}")
+    p.add_argument("--source", required=True, help="an image, an image folder, a video file, 0, /dev/video0, csi://0, "
+                   "rtsp://...")  # fmt: skip
+    p.add_argument("--save", type=Path, help="the annotated image (image source) or video (.mp4: H.264, fragmented; "
+                   ".avi: MJPEG)")  # fmt: skip
+    p.add_argument("--save-json", type=Path, help="the detections: JSON (image source), else one JSON line per frame")
+    p.add_argument("--exist-ok", action="store_true", help=f"video/JSONL recordings: {EXIST_OK_HELP}")
     p.add_argument("--show", action="store_true", help="show the annotated video in a window (q or Esc stops)")
-    p.add_argument("--conf", type=in_unit_interval, default=0.3, help="keep detections scoring above this, in [0, 1] (0.3)")
+    p.add_argument("--conf", type=in_unit_interval, default=DEFAULT_CONF,
+                   help=f"keep detections scoring above this, in [0, 1] ({DEFAULT_CONF})")  # fmt: skip
     p.add_argument("--max-frames", type=at_least(1), help="stop after this many processed frames")
     p.add_argument("--stream-timeout", type=positive, default=5.0, help="rtsp/http: open and read timeout in s (5)")
     p.add_argument("--cuda-graph", action="store_true", help="TensorRT: replay each inference as a CUDA graph")
@@ -331,12 +276,51 @@ def _add_run(subparsers) -> None:
 
 
 def run_run(args: argparse.Namespace) -> None:
+    from edge_lwdetr.api import is_image_file
+
+    if is_image_file(args.source):
+        _predict_image(args)
+    else:
+        _run_stream(args)
+
+
+def _predict_image(args: argparse.Namespace) -> None:
+    """One image: its detections printed, the annotated image and a JSON file written on request."""
+    import cv2
+
+    from edge_lwdetr import outputs
+    from edge_lwdetr.api import Detector
+
+    if args.save and not cv2.haveImageWriter(str(args.save)):
+        raise EdgeLwdetrError(f"--save {args.save}: OpenCV writes no image format '{args.save.suffix}'; use .jpg or .png")
+    with _outputs([args.source, args.model, args.plugin], {"--save": args.save, "--save-json": args.save_json}):
+        with Detector(args.model, args.backend, args.imgsz, args.conf, args.plugin, args.device, args.variant) as detector:
+            start = time.perf_counter()
+            result = detector.predict(args.source)[0]
+            elapsed_ms = (time.perf_counter() - start) * 1000
+            backend = detector.backend
+        for det in result.detections():
+            print(f"  {det.name:<16} {det.score:.3f}  [{', '.join(f'{v:.1f}' for v in det.box)}]")
+        print(
+            f"{args.source}: {len(result)} detections above {args.conf} (LW-DETR-{backend.variant}, "
+            f"{backend.image_size} px, {backend.name} on {getattr(backend, 'device', 'cpu')}, {elapsed_ms:.1f} ms)"
+        )
+        if args.save:
+            with outputs.atomic_file(args.save) as temporary:
+                if not cv2.imwrite(str(temporary), result.plot()):
+                    raise EdgeLwdetrError(f"cannot write {args.save}: OpenCV could not encode the image")
+            print(f"wrote {args.save}")
+        if args.save_json:
+            outputs.write_text(args.save_json, json.dumps(result.to_json(), indent=1))
+            print(f"wrote {args.save_json}")
+
+
+def _run_stream(args: argparse.Namespace) -> None:
     import threading
 
     from edge_lwdetr.runtime.sinks import window_support
     from edge_lwdetr.runtime.sources import Interrupted
     from edge_lwdetr.signals import stop_sets
-
     from edge_lwdetr.video import SUFFIXES
 
     if args.show and window_support():
@@ -367,7 +351,9 @@ def _stream(args: argparse.Namespace, stop):
     log = lambda message: print(message, file=sys.stderr)  # noqa: E731 - stdout carries the results
     source = open_source(args.source, log=log, stop=stop, stream_timeout_s=args.stream_timeout)
     try:
-        backend = open_backend(args.model, args.backend, args.imgsz, args.plugin, args.cuda_graph)
+        backend = open_backend(
+            args.model, args.backend, args.imgsz, args.plugin, args.cuda_graph, args.device, args.variant
+        )
     except BaseException:
         source.close()
         raise
@@ -439,7 +425,7 @@ def run_eval(args: argparse.Namespace) -> None:
 
     annotations = find_annotations(args.data) if args.data.is_dir() else None
     with _outputs([args.model, args.plugin, annotations], {"--report": args.report}):
-        backend = open_backend(args.model, args.backend, args.imgsz, args.plugin)
+        backend = open_backend(args.model, args.backend, args.imgsz, args.plugin, device=args.device, variant=args.variant)
         try:
             metrics = evaluate(backend, args.data, args.max_images, log=lambda m: print(m, file=sys.stderr))
         finally:
@@ -457,11 +443,15 @@ def run_eval(args: argparse.Namespace) -> None:
 def _add_profile(subparsers) -> None:
     p = subparsers.add_parser("profile", help="latency per stage, accuracy against a reference, environment")
     _add_model_arguments(p, "TensorRT engine, ONNX (FP32/FP16/INT8), or weights (PyTorch)")
-    p.add_argument("--reference", type=Path, help="FP32 ONNX to compare the model with (polygraphy, ONNX Runtime)")
+    p.add_argument("--reference", type=Path, help="FP32 ONNX to compare the model's detections with (polygraphy)")
     p.add_argument("--iterations", type=at_least(1), default=200, help="timed inferences (200)")
     p.add_argument("--warmup", type=at_least(0), default=20, help="untimed inferences first (20)")
-    p.add_argument("--atol", type=positive, default=1e-3, help="accuracy tolerance, absolute (median error)")
-    p.add_argument("--rtol", type=positive, default=1e-3, help="accuracy tolerance, relative (median error)")
+    p.add_argument("--min-recall", type=in_unit_interval, help="gate: share of the reference's detections found "
+                   "again (default per precision: fp32 0.99, fp16 0.95, int8 0.9)")
+    p.add_argument("--max-box-error", type=positive, help="gate: p95 box corner error in px on 512 px frames "
+                   "(default per precision: 0.5, 2, 6)")
+    p.add_argument("--max-score-error", type=in_unit_interval, help="gate: p95 score difference of a matched "
+                   "detection (default per precision: 0.01, 0.05, 0.4)")
     p.add_argument("--report", type=Path, help="write the report here as JSON")
     p.add_argument("--plot", type=Path, help="write a PNG: latency histogram and stage breakdown")
     p.add_argument("--gate", action="store_true", help="exit with status 2 when the accuracy comparison fails (CI)")
@@ -487,7 +477,9 @@ def _profile(args: argparse.Namespace) -> None:
     from edge_lwdetr.profiling import compare_accuracy, environment, measure_latency, plot
 
     # TensorRT is timed as trtexec does it: CUDA-graph replay after the warm-up.
-    backend = open_backend(args.model, args.backend, args.imgsz, args.plugin, cuda_graph=not args.no_cuda_graph)
+    backend = open_backend(
+        args.model, args.backend, args.imgsz, args.plugin, not args.no_cuda_graph, args.device, args.variant
+    )
     report = {"model": args.model, "backend": backend.name, "image_size": backend.image_size, "environment": environment()}
     report["cuda_graph"] = backend.name == "tensorrt" and not args.no_cuda_graph
     try:
@@ -499,11 +491,16 @@ def _profile(args: argparse.Namespace) -> None:
     for stage, s in latency["stages_ms"].items():
         print(f"  {stage:<12} mean {s['mean']:8.2f} ms   p50 {s['p50']:8.2f}   p90 {s['p90']:8.2f}   p99 {s['p99']:8.2f}")
     if args.reference:
-        accuracy = compare_accuracy(Path(args.model), args.reference, backend.image_size, args.plugin, args.atol, args.rtol)
+        accuracy = compare_accuracy(Path(args.model), args.reference, args.plugin, _gate_tolerance(args))
         report["accuracy"] = accuracy
-        errors = ", ".join(f"{k} max {v['max_abs']:.3g} median {v['median_abs']:.3g}" for k, v in accuracy["outputs"].items())
-        print(f"  accuracy vs {args.reference}: {'PASS' if accuracy['passed'] else 'FAIL'} ({errors}; "
-              f"top-100 agreement {accuracy['top100_agreement']:.2f})")
+        found = accuracy["detections"]
+        print(
+            f"  accuracy vs {args.reference} ({accuracy['precision']} tolerances): "
+            f"{'PASS' if accuracy['passed'] else 'FAIL'}: recall {found['recall']:.3f} "
+            f"({found['matched']}/{found['reference_detections']} detections), box error p95 "
+            f"{found['box_error_px']['p95']:.2f} px (max {found['box_error_px']['max']:.2f}), score error p95 "
+            f"{found['score_error']['p95']:.3f} (max {found['score_error']['max']:.3f})"
+        )
     if args.report:
         outputs.write_text(args.report, json.dumps(report, indent=1))
         print(f"wrote {args.report}")
@@ -515,13 +512,23 @@ def _profile(args: argparse.Namespace) -> None:
         raise EdgeLwdetrError(f"accuracy gate failed: {args.model} differs from {args.reference} beyond the tolerances")
 
 
+def _gate_tolerance(args: argparse.Namespace):
+    """The precision's default tolerances with the bounds the user set; None: all defaults (by precision)."""
+    from dataclasses import replace
+
+    from edge_lwdetr.profiling import TOLERANCES, graph_precision
+
+    given = {"min_recall": args.min_recall, "max_box_error_px": args.max_box_error, "max_score_error": args.max_score_error}
+    given = {k: v for k, v in given.items() if v is not None}
+    return replace(TOLERANCES[graph_precision(Path(args.model))], **given) if given else None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="edge-lwdetr", description="LW-DETR from PyTorch to TensorRT on NVIDIA Jetson, and live video inference"
     )
     parser.add_argument("--version", action="version", version=f"edge-lwdetr {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    _add_predict(subparsers)
     _add_export(subparsers)
     _add_rewrite(subparsers)
     add_build_arguments(subparsers.add_parser("build", help="build a TensorRT engine (FP32, FP16 or INT8)"))

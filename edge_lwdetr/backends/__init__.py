@@ -29,13 +29,19 @@ class Backend(Protocol):
 
 
 def open_backend(
-    model: str, backend: str = "auto", image_size: int | None = None, plugin: Path | None = None, cuda_graph: bool = False
+    model: str,
+    backend: str = "auto",
+    image_size: int | None = None,
+    plugin: Path | None = None,
+    cuda_graph: bool = False,
+    device: str | None = None,
+    variant: str | None = None,
 ) -> Backend:
     """The backend for `model`: an engine (.engine/.plan), an ONNX file, or weights for PyTorch.
 
     auto: TensorRT for an engine where TensorRT is installed, ONNX Runtime for an ONNX, PyTorch for weights.
-    `image_size` applies to weights only (default: the size their folder names, else 640); graphs carry theirs.
-    `cuda_graph` replays TensorRT executions as a CUDA graph (TensorRT only).
+    `image_size`, `device` and `variant` apply to weights only (default size: the one their folder names, else
+    640); graphs carry theirs. `cuda_graph` replays TensorRT executions as a CUDA graph (TensorRT only).
     """
     path = Path(model)
     kind = "engine" if path.suffix in (".engine", ".plan") else "onnx" if path.suffix == ".onnx" else "weights"
@@ -50,6 +56,9 @@ def open_backend(
         raise EdgeLwdetrError(f"--backend {backend} is unknown: choose auto, tensorrt, onnxruntime or torch")
     if kind not in allowed[backend]:
         raise EdgeLwdetrError(f"--backend {backend} cannot run {model} (a {kind}); it takes: {allowed[backend][0]}")
+    if backend != "torch" and (device or variant):
+        option = "--device" if device else "--variant"
+        raise EdgeLwdetrError(f"{option} applies to weights run with PyTorch, not to {model} ({backend})")
     if backend == "tensorrt":
         from edge_lwdetr.backends.tensorrt_backend import TensorRTBackend
 
@@ -60,4 +69,4 @@ def open_backend(
         return OnnxRuntimeBackend(path)
     from edge_lwdetr.backends.torch_backend import TorchBackend
 
-    return TorchBackend(model, image_size)
+    return TorchBackend(model, image_size, variant, device)

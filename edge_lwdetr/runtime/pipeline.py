@@ -14,11 +14,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 
 from edge_lwdetr.backends import Backend
-from edge_lwdetr.draw import draw_detections
+from edge_lwdetr.draw import draw_badge, draw_detections
 from edge_lwdetr.processing import postprocess, to_model_input
 from edge_lwdetr.runtime.sinks import detection_record
 from edge_lwdetr.runtime.stats import StageTimes
@@ -45,6 +44,7 @@ class RunSummary:
 
 @dataclass
 class _Captured:
+    source: str
     index: int
     time_s: float
     frame: np.ndarray
@@ -89,7 +89,8 @@ def run_stream(
                     break
                 # Files are timed by their frame rate (reproducible), live sources by the wall clock.
                 time_s = index / source.fps if not source.live and source.fps else begin - started
-                item = _Captured(index, time_s, frame, (time.perf_counter() - begin) * 1000)
+                name = getattr(source, "current", source.uri)
+                item = _Captured(name, index, time_s, frame, (time.perf_counter() - begin) * 1000)
                 index += 1
                 summary.read += 1
                 if source.live:  # keep the newest frame only
@@ -152,7 +153,8 @@ def run_stream(
             timings["postprocess"] = (time.perf_counter() - begin) * 1000
             times.add(timings)
             summary.inferred += 1
-            record = detection_record(item.index, item.time_s, detections, timings)
+            size = (item.frame.shape[1], item.frame.shape[0])
+            record = detection_record(item.source, item.index, item.time_s, size, detections, timings)
             if not _put(processed, (item.frame, record, detections), sink_done):
                 break
     except BaseException as error:  # noqa: BLE001 - the model failed: finalise the outputs, then raise it
@@ -181,7 +183,4 @@ def run_stream(
 
 
 def overlay(frame: np.ndarray, detections, fps: float) -> np.ndarray:
-    annotated = draw_detections(frame, detections)
-    cv2.putText(annotated, f"{fps:.1f} FPS", (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3)
-    cv2.putText(annotated, f"{fps:.1f} FPS", (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1)
-    return annotated
+    return draw_badge(draw_detections(frame, detections), f"{fps:.1f} FPS")

@@ -162,10 +162,16 @@ class WindowSink:
         return False
 
 
-def detection_record(index: int, time_s: float, detections: list[Detection], timings_ms: dict) -> dict:
+def detection_record(
+    source: str, index: int, time_s: float, size: tuple[int, int], detections: list[Detection], timings_ms: dict
+) -> dict:
+    """One JSONL line: where the frame came from (for a folder, its file), its index, time and size (width,
+    height: the detections' boxes are in its pixels), the detections and the stage timings."""
     return {
+        "source": source,
         "frame": index,
         "time": round(time_s, 4),
+        "size": list(size),
         "detections": [d.to_json() for d in detections],
         "timings_ms": {k: round(v, 3) for k, v in timings_ms.items()},
     }

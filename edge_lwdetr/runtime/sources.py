@@ -141,6 +141,7 @@ class FolderSource:
         while self._next < len(self.files):
             path = self.files[self._next]
             self._next += 1
+            self.current = str(path)  # the file this frame comes from
             try:
                 frame = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR)
             except (OSError, cv2.error):

@@ -1,0 +1,72 @@
+"""What the accuracy gate of `profile --reference` measures on the bundled model, per precision, and on a graph
+with one MSDA's sampling offsets zeroed (a broken export): the figures the default tolerances are set from.
+
+    python benchmarks/accuracy_gate.py [--samples 8] [--calib 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from edge_lwdetr.engine.build import build
+from edge_lwdetr.export.onnx_export import export_onnx
+from edge_lwdetr.profiling import TOLERANCES, Tolerance, compare_accuracy
+from edge_lwdetr.synthetic.dataset import write_coco
+
+
+def zero_sampling_offsets(model: onnx.ModelProto, layer: int = 0) -> onnx.ModelProto:
+    """The weight and bias of one decoder layer's sampling-offset projection (one Gemm after onnxslim) set to zero:
+    every head of that MSDA then samples at its reference points only."""
+    bias = f"model.decoder.layers.{layer}.cross_attn.sampling_offsets.bias"
+    gemm = next(node for node in model.graph.node if node.op_type == "Gemm" and bias in node.input)
+    for initializer in model.graph.initializer:
+        if initializer.name in gemm.input[1:]:
+            initializer.CopyFrom(numpy_helper.from_array(np.zeros_like(numpy_helper.to_array(initializer)), initializer.name))
+    return model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=8)
+    parser.add_argument("--calib", type=int, default=64)
+    args = parser.parse_args()
+    loose = Tolerance(0.0, 1e9, 1.0)  # report the figures; the verdict at the defaults is printed separately
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        reference = tmp / "model.onnx"
+        export_onnx(Path("edge_lwdetr/assets/shapes_lwdetr"), reference, msda="native")
+        calibration = tmp / "calib"
+        write_coco(calibration, args.calib, seed=0)
+        graphs = {
+            "fp32 (plugin form)": build(reference, "fp32", tmp / "m.fp32.engine", onnx_only=True),
+            "fp16": build(reference, "fp16", tmp / "m.fp16.engine", onnx_only=True),
+            "int8": build(reference, "int8", tmp / "m.int8.engine", calib_data=calibration / "images",
+                          calib_count=args.calib, onnx_only=True),  # fmt: skip
+        }
+        broken = tmp / "broken.onnx"
+        onnx.save(zero_sampling_offsets(onnx.load(reference)), broken)
+        graphs["fp32, MSDA offsets zeroed"] = broken
+        print(f"bundled model, {args.samples} synthetic 512 px frames; reference: FP32 ONNX in ONNX Runtime")
+        print("| graph | reference detections | recall | box error p95 / max (px) | score error p95 / max | default gate |")
+        print("|---|---|---|---|---|---|")
+        for name, graph in graphs.items():
+            figures = compare_accuracy(graph, reference, None, loose, args.samples)
+            found = figures["detections"]
+            verdict = compare_accuracy(graph, reference, None, None, args.samples)
+            print(
+                f"| {name} | {found['reference_detections']} | {found['recall']:.3f} | "
+                f"{found['box_error_px']['p95']:.3f} / {found['box_error_px']['max']:.3f} | "
+                f"{found['score_error']['p95']:.4f} / {found['score_error']['max']:.4f} | "
+                f"{'PASS' if verdict['passed'] else 'FAIL'} "
+                f"({verdict['precision']}: {TOLERANCES[verdict['precision']]}) |"
+            )
+
+
+if __name__ == "__main__":
+    main()
