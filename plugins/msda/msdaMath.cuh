@@ -59,11 +59,36 @@ struct BilinearTaps
     float weight[4];
 };
 
+//! floor(v) as int32_t with the GPU's conversion rules on both sides (cvt.rmi.s32.f32: NaN gives 0, out-of-range
+//! values saturate). A plain static_cast is undefined for NaN and out-of-range values, and on x86 gives INT_MIN,
+//! which would let the host check pass where the device misbehaves.
+__host__ __device__ inline int32_t floorToInt(float v)
+{
+#if defined(__CUDA_ARCH__)
+    return __float2int_rd(v);
+#else
+    if (v != v)
+    {
+        return 0;
+    }
+    float const f = floorf(v);
+    if (f >= 2147483647.0F)
+    {
+        return 2147483647;
+    }
+    if (f <= -2147483648.0F)
+    {
+        return -2147483647 - 1;
+    }
+    return static_cast<int32_t>(f);
+#endif
+}
+
 //! Taps for normalised (x, y) on an H x W map, align_corners=False: pixel centres sit at (i + 0.5) / size.
 //! A sample whose pixel position is not inside (-1, W) x (-1, H) has no tap on the map, and neither has a NaN one
 //! (every comparison with NaN is false): such samples contribute nothing, as in NVIDIA's
-//! multiscaleDeformableIm2ColCuda.cuh. Testing the range first also keeps floorf's result inside int32_t for
-//! infinite or huge locations.
+//! multiscaleDeformableIm2ColCuda.cuh. Without this test a NaN location would convert to pixel 0 on the GPU and
+//! bring NaN weights into the sum.
 __host__ __device__ inline BilinearTaps bilinearTaps(float x, float y, int32_t height, int32_t width)
 {
     float const px = x * static_cast<float>(width) - 0.5F;
@@ -78,8 +103,8 @@ __host__ __device__ inline BilinearTaps bilinearTaps(float x, float y, int32_t h
         }
         return taps;
     }
-    int32_t const x0 = static_cast<int32_t>(floorf(px));
-    int32_t const y0 = static_cast<int32_t>(floorf(py));
+    int32_t const x0 = floorToInt(px);
+    int32_t const y0 = floorToInt(py);
     float const fx = px - static_cast<float>(x0);
     float const fy = py - static_cast<float>(y0);
     int32_t const xs[2] = {x0, x0 + 1};
