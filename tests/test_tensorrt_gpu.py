@@ -43,8 +43,9 @@ def test_version_compatible_engine_builds_and_loads(native_export, plugin, tmp_p
     engine = tmp_path / "tiny.vc.engine"
     argv = ["build", "--onnx", str(native_path), "--precision", "fp32", "--output", str(engine), "--plugin", str(plugin), "--version-compatible"]
     assert main(argv) == 0
-    assert json.loads(engine.with_suffix(".engine.json").read_text())["build_options"]["version_compatible"] is True
-    backend = TensorRTBackend(engine, plugin)
+    sidecar = json.loads(engine.with_suffix(".engine.json").read_text())
+    assert sidecar["build_options"]["version_compatible"] is True and sidecar["plugin_serialized"] is True
+    backend = TensorRTBackend(engine)  # the plan carries the plugin library: nothing to load here
     try:
         batch = images(backend.image_size)
         for got, want in zip(backend.infer(batch), OnnxRuntimeBackend(native_path).infer(batch)):

@@ -123,8 +123,11 @@ class TensorRTBackend:
         if sidecar is not None:
             check_sidecar(sidecar, trt.__version__, device.get("name", "?"), device.get("compute_capability", "?"))
         library = plugin
-        if library is None and sidecar is not None and sidecar.get("msda") == "plugin":
+        if library is None and sidecar is not None and sidecar.get("msda") == "plugin" and not sidecar.get("plugin_serialized"):
             library = Path(sidecar.get("plugin") or "")
+        # A version-compatible plan built with our plugin carries the library and TensorRT loads it from the plan
+        # (trtexec's README: with --setPluginsToSerialize no --dynamicPlugins is needed to run it); loading it
+        # here as well would register its creator twice.
         if library is not None:
             if not library.is_file():
                 raise EdgeLwdetrError(f"the engine needs the MSDA plugin library: pass --plugin (not found: {library})")

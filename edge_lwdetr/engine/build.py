@@ -135,6 +135,8 @@ def build(
             "plugin": str(plugin.resolve()) if msda == "plugin" else None,
             "plugin_sha256": sha256_of(plugin) if msda == "plugin" else None,
             "msda": msda,
+            # The plan carries the plugin library (plugins_to_serialize): the runtime must not load it again.
+            "plugin_serialized": version_compatible and msda == "plugin",
             "build_options": {
                 "workspace_gib": workspace_gib,
                 "version_compatible": version_compatible,
