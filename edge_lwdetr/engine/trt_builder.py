@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_lwdetr.engine.precision_report import precision_report
+from edge_lwdetr.export.msda_onnx import PLUGIN, PLUGIN_VERSION
 from edge_lwdetr.errors import EdgeLwdetrError
 
 
@@ -64,6 +65,10 @@ def load_plugin_library(trt, registry, library: Path, dynamic: bool) -> None:
     plain dlopen, whose static initializer registers the creator (trtexec --staticPlugins).
     """
     if dynamic:
+        if registry.get_creator(PLUGIN.op_type, PLUGIN_VERSION, PLUGIN.plugin_namespace) is not None:
+            # Loaded by an earlier build in this process: a second load_library would find the creator
+            # registered and refuse the library.
+            return
         if registry.load_library(str(library)) is None:
             raise EdgeLwdetrError(
                 f"TensorRT {trt.__version__} could not load the plugin library {library} with load_library: "
