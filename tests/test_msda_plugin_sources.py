@@ -165,7 +165,7 @@ def test_plugin_compiles_against_tensorrt_headers(header_sets):
         result = subprocess.run(
             ["g++", "-std=c++17", "-fsyntax-only", "-Wall", "-Wextra", "-Werror", "-isystem", str(include),
              "-isystem", str(cuda_include), str(PLUGIN_DIR / "msdaPlugin.cpp")],
-            capture_output=True, text=True,
+            check=False, capture_output=True, text=True,
         )  # fmt: skip
         assert result.returncode == 0, f"msdaPlugin.cpp against TensorRT {tag}:\n{result.stderr}"
 

@@ -44,12 +44,30 @@ def matmul(name: str, datatype: str) -> dict:
 
 
 def msda(name: str, value: str, locations: str) -> dict:
-    inputs = [tensor("value", value), tensor("shapes", INT32), tensor("starts", INT32), tensor("loc", locations), tensor("w", locations)]
-    return {"Name": name, "LayerType": "PluginV3", "ParameterType": "PluginV3", "Inputs": inputs, "Outputs": [tensor(f"{name}_out", value)]}
+    inputs = [
+        tensor("value", value),
+        tensor("shapes", INT32),
+        tensor("starts", INT32),
+        tensor("loc", locations),
+        tensor("w", locations),
+    ]
+    return {
+        "Name": name,
+        "LayerType": "PluginV3",
+        "ParameterType": "PluginV3",
+        "Inputs": inputs,
+        "Outputs": [tensor(f"{name}_out", value)],
+    }
 
 
 def elementwise(name: str, datatype: str) -> dict:
-    return {"Name": name, "LayerType": "PointWiseV2", "ParameterType": "PointWise", "Inputs": [tensor(f"{name}_in", datatype)], "Outputs": [tensor(f"{name}_out", datatype)]}
+    return {
+        "Name": name,
+        "LayerType": "PointWiseV2",
+        "ParameterType": "PointWise",
+        "Inputs": [tensor(f"{name}_in", datatype)],
+        "Outputs": [tensor(f"{name}_out", datatype)],
+    }
 
 
 def engine(layers: list[dict]) -> dict:
@@ -66,10 +84,18 @@ def test_only_compute_layers_are_judged():
     assert layer_kind(conv("c", FP16, "Half")) == "convolution"
     assert layer_kind(matmul("m", FP16)) == "matrix_multiply"
     assert layer_kind(msda("msda_0", FP16, FP32)) == "plugin"
-    assert layer_kind({"Name": "conv1 + QuantizeLinear + MaxPool", "LayerType": "ConvActPool", "ParameterType": "ConvActPool"}) == "convolution"
+    assert (
+        layer_kind(
+            {"Name": "conv1 + QuantizeLinear + MaxPool", "LayerType": "ConvActPool", "ParameterType": "ConvActPool"}
+        )
+        == "convolution"
+    )
     assert layer_kind(elementwise("add", FP32)) is None
     assert layer_kind({"Name": "Reformatting CopyNode", "LayerType": "Reformat", "ParameterType": "Reformat"}) is None
-    assert layer_kind({"Name": "{ForeignNode[/backbone/blocks.0/attn/MatMul.../Add_3]}", "LayerType": "Myelin"}) == "matrix_multiply"
+    assert (
+        layer_kind({"Name": "{ForeignNode[/backbone/blocks.0/attn/MatMul.../Add_3]}", "LayerType": "Myelin"})
+        == "matrix_multiply"
+    )
     assert layer_kind({"Name": "{ForeignNode[/head/Sigmoid.../Exp]}", "LayerType": "Myelin"}) is None
 
 
@@ -127,7 +153,9 @@ def test_strict_precision_fails_only_when_not_realised():
     check_precision(bad, strict=False, engine=Path("m.engine"))
     with pytest.raises(EdgeLwdetrError, match="fp16 NOT realised.*were written.*--strict-precision"):
         check_precision(bad, strict=True, engine=Path("m.engine"))
-    check_precision(precision_report(lwdetr_like(HALF_LINEAR, "Half", FP16), "fp16"), strict=True, engine=Path("m.engine"))
+    check_precision(
+        precision_report(lwdetr_like(HALF_LINEAR, "Half", FP16), "fp16"), strict=True, engine=Path("m.engine")
+    )
 
 
 def test_legacy_flags_never_set_fp16_for_fp32():
@@ -159,7 +187,12 @@ def nvidia_engine_graphs() -> list[tuple[str, dict]]:
     base = "v10.11:tools/experimental/trt-engine-explorer/examples/pytorch/resnet/A100"
     graphs = []
     for name, file in (("fp32", "fp32/resnet"), ("fp16", "fp16/resnet"), ("int8", "qat/resnet-qat")):
-        text = subprocess.run(["git", "--git-dir", str(git_dir), "show", f"{base}/{file}.onnx.engine.graph.json"], capture_output=True, text=True, check=True).stdout
+        text = subprocess.run(
+            ["git", "--git-dir", str(git_dir), "show", f"{base}/{file}.onnx.engine.graph.json"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         graphs.append((name, json.loads(text)))
     return graphs
 
@@ -169,5 +202,7 @@ def test_rule_on_nvidia_example_engines():
     graphs = nvidia_engine_graphs()
     if not graphs:
         pytest.skip("set EDGE_LWDETR_TRT_REPO to a NVIDIA/TensorRT clone to check the rule on its example engines")
-    verdicts = {name: (precision_report(g, "fp16")["realised"], precision_report(g, "int8")["realised"]) for name, g in graphs}
+    verdicts = {
+        name: (precision_report(g, "fp16")["realised"], precision_report(g, "int8")["realised"]) for name, g in graphs
+    }
     assert verdicts == {"fp32": (False, False), "fp16": (True, False), "int8": (True, True)}

@@ -31,7 +31,9 @@ def test_plain_engine_needs_the_exact_tensorrt_version():
     assert tensorrt_can_load("10.3.0.30", "10.3.0.30", version_compatible=False)
     assert not tensorrt_can_load("10.3.0.30", "10.3.0.31", version_compatible=False)  # build numbers too
     assert not tensorrt_can_load("10.3.0.30", "10.13.3.9", version_compatible=False)
-    with pytest.raises(EdgeLwdetrError, match="TensorRT 10.3.0.30 for Orin .* this is TensorRT 10.13.3.9.*--version-compatible"):
+    with pytest.raises(
+        EdgeLwdetrError, match="TensorRT 10.3.0.30 for Orin .* this is TensorRT 10.13.3.9.*--version-compatible"
+    ):
         check_sidecar(BUILT, "10.13.3.9", "Orin", "8.7")
 
 
@@ -56,7 +58,11 @@ def test_gpu_rule_is_the_compute_capability_not_the_name():
     assert gpu_can_load("8.6", "8.9", "AMPERE_PLUS") and not gpu_can_load("8.6", "7.5", "AMPERE_PLUS")
     assert not gpu_can_load("8.6", "8.9", "SAME_COMPUTE_CAPABILITY") and gpu_can_load("8.9", "8.9", "NONE")
     assert not gpu_can_load("8.7", "?", "NONE")  # no driver: refuse rather than guess
-    ampere_plus = {**BUILT, "gpu": {"name": "A10", "compute_capability": "8.6"}, "build_options": {"hardware_compatibility_level": "AMPERE_PLUS"}}
+    ampere_plus = {
+        **BUILT,
+        "gpu": {"name": "A10", "compute_capability": "8.6"},
+        "build_options": {"hardware_compatibility_level": "AMPERE_PLUS"},
+    }
     check_sidecar(ampere_plus, "10.3.0.30", "NVIDIA H100", "9.0")
 
 
@@ -74,25 +80,47 @@ def io(*tensors):
 def test_engine_without_sidecar_is_described_by_its_tensors(tmp_path):
     engine = tmp_path / "trtexec.engine"
     # trtexec from edge-lwdetr's export: the export's names, static shapes.
-    meta = metadata_without_sidecar(engine, io(("images", True, (1, 3, 384, 384)), ("pred_boxes", False, (1, 300, 4)), ("logits", False, (1, 300, 91))), {})
-    assert meta == {"image_size": 384, "input": "images", "outputs": {"logits": "logits", "boxes": "pred_boxes"}, "id2label": {}, "variant": "custom"}
+    meta = metadata_without_sidecar(
+        engine,
+        io(("images", True, (1, 3, 384, 384)), ("pred_boxes", False, (1, 300, 4)), ("logits", False, (1, 300, 91))),
+        {},
+    )
+    assert meta == {
+        "image_size": 384,
+        "input": "images",
+        "outputs": {"logits": "logits", "boxes": "pred_boxes"},
+        "id2label": {},
+        "variant": "custom",
+    }
     # Another tool's names and a dynamic batch and size: the outputs are told apart by shape, the size comes from
     # the optimization profile.
     meta = metadata_without_sidecar(
         engine, io(("input", True, (-1, 3, -1, -1), (8, 3, 640, 640)), ("dets", False, (-1, 300, 4)), ("labels", False, (-1, 300, 80))), {}
     )  # fmt: skip
-    assert meta["input"] == "input" and meta["image_size"] == 640 and meta["outputs"] == {"logits": "labels", "boxes": "dets"}
+    assert (
+        meta["input"] == "input"
+        and meta["image_size"] == 640
+        and meta["outputs"] == {"logits": "labels", "boxes": "dets"}
+    )
 
 
 def test_engine_without_sidecar_takes_labels_from_its_onnx(tmp_path):
     graph = onnx.helper.make_graph([], "g", [], [])
     model = onnx.helper.make_model(graph)
-    for key, value in (("edge_lwdetr.id2label", json.dumps({"0": "square"})), ("edge_lwdetr.variant", "tiny"), ("edge_lwdetr.image_size", "256")):
+    for key, value in (
+        ("edge_lwdetr.id2label", json.dumps({"0": "square"})),
+        ("edge_lwdetr.variant", "tiny"),
+        ("edge_lwdetr.image_size", "256"),
+    ):
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(model, tmp_path / "m.onnx")
     engine = tmp_path / "m.engine"
-    meta = metadata_without_sidecar(engine, io(("images", True, (1, 3, 256, 256)), ("logits", False, (1, 100, 2)), ("pred_boxes", False, (1, 100, 4))), _onnx_metadata(engine))
+    meta = metadata_without_sidecar(
+        engine,
+        io(("images", True, (1, 3, 256, 256)), ("logits", False, (1, 100, 2)), ("pred_boxes", False, (1, 100, 4))),
+        _onnx_metadata(engine),
+    )
     assert meta["id2label"] == {"0": "square"} and meta["variant"] == "tiny" and meta["image_size"] == 256
 
 
@@ -103,4 +131,6 @@ def test_engine_that_is_not_lwdetr_is_refused(tmp_path):
     with pytest.raises(EdgeLwdetrError, match=r"not LW-DETR's logits \[B, Q, C\] and boxes"):
         metadata_without_sidecar(engine, io(("images", True, (1, 3, 224, 224)), ("prob", False, (1, 1000))), {})
     with pytest.raises(EdgeLwdetrError, match="not a square image"):
-        metadata_without_sidecar(engine, io(("images", True, (1, 3, 224, 320)), ("l", False, (1, 9, 2)), ("b", False, (1, 9, 4))), {})
+        metadata_without_sidecar(
+            engine, io(("images", True, (1, 3, 224, 320)), ("l", False, (1, 9, 2)), ("b", False, (1, 9, 4))), {}
+        )

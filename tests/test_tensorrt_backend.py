@@ -184,11 +184,15 @@ def test_close_releases_once_and_failed_init_pops_the_context(monkeypatch, tmp_p
     tensorrt.__version__ = "10.3.0.30"
     tensorrt.Logger = type("Logger", (), {"WARNING": 2, "__init__": lambda self, severity: None})
     tensorrt.init_libnvinfer_plugins = lambda logger, namespace: True
-    tensorrt.Runtime = type("Runtime", (), {"__init__": lambda self, logger: None, "deserialize_cuda_engine": lambda self, data: None})
+    tensorrt.Runtime = type(
+        "Runtime", (), {"__init__": lambda self, logger: None, "deserialize_cuda_engine": lambda self, data: None}
+    )
     monkeypatch.setitem(sys.modules, "pycuda", pycuda)
     monkeypatch.setitem(sys.modules, "pycuda.driver", driver)
     monkeypatch.setitem(sys.modules, "tensorrt", tensorrt)
-    monkeypatch.setattr("edge_lwdetr.backends.tensorrt_backend.gpu_info", lambda: {"name": "Orin", "compute_capability": "8.7"})
+    monkeypatch.setattr(
+        "edge_lwdetr.backends.tensorrt_backend.gpu_info", lambda: {"name": "Orin", "compute_capability": "8.7"}
+    )
     engine = tmp_path / "other_tool.engine"
     engine.write_bytes(b"not a plan")
     with pytest.raises(EdgeLwdetrError, match="could not load .*other_tool.engine: an engine from another tool"):

@@ -116,7 +116,11 @@ class Uses(ast.NodeVisitor):
             owner = None
             if isinstance(receiver, ast.Name):
                 owner = RECEIVERS.get(receiver.id)
-            elif isinstance(receiver, ast.Attribute) and isinstance(receiver.value, ast.Name) and receiver.value.id == "self":
+            elif (
+                isinstance(receiver, ast.Attribute)
+                and isinstance(receiver.value, ast.Name)
+                and receiver.value.id == "self"
+            ):
                 owner = RECEIVERS.get(receiver.attr)
             elif isinstance(receiver, ast.Call) and isinstance(receiver.func, ast.Attribute):
                 owner = RETURNS.get(receiver.func.attr)
@@ -137,9 +141,17 @@ def project_uses() -> list[tuple[str, int, str | None, list[str]]]:
 def missing_in(version: dict, uses) -> list[str]:
     problems = []
     for file, line, owner, chain in uses:
-        missing = resolve(version, chain) if owner is None else None if chain[0] in members(version, owner) else f"{owner}.{chain[0]}"
+        missing = (
+            resolve(version, chain)
+            if owner is None
+            else None
+            if chain[0] in members(version, owner)
+            else f"{owner}.{chain[0]}"
+        )
         if missing is not None:
-            problems.append(f"{file}:{line}: {'.'.join(chain) if owner is None else owner + '.' + chain[0]} ({missing} is missing)")
+            problems.append(
+                f"{file}:{line}: {'.'.join(chain) if owner is None else owner + '.' + chain[0]} ({missing} is missing)"
+            )
     return problems
 
 

@@ -206,7 +206,11 @@ def bindings_surface(sources: list[str]) -> tuple[dict[str, set[str]], dict[str,
     # not), as pybind11 makes them Python base classes.
     bases = {}
     for owner, template in template_of.items():
-        known = [python_names[t] for t in (re.sub(r"^(::)?nvinfer1::|^(::)?nvonnxparser::", "", a) for a in template[1:]) if t in python_names]
+        known = [
+            python_names[t]
+            for t in (re.sub(r"^(::)?nvinfer1::|^(::)?nvonnxparser::", "", a) for a in template[1:])
+            if t in python_names
+        ]
         if known:
             bases[owner] = known
     return surface, bases
@@ -216,7 +220,9 @@ def package_names(init_source: str) -> set[str]:
     """Top-level names the Python package defines on top of the bindings."""
     names: set[str] = set()
     # The file is a template: its build fills ##TENSORRT_MODULE## (tensorrt, tensorrt_lean, ...) and other fields.
-    source = re.sub(r"##(\w+)##", lambda m: "tensorrt" if m.group(1) == "TENSORRT_MODULE" else m.group(1).lower(), init_source)
+    source = re.sub(
+        r"##(\w+)##", lambda m: "tensorrt" if m.group(1) == "TENSORRT_MODULE" else m.group(1).lower(), init_source
+    )
     for node in ast.parse(source).body:
         if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
             names.add(node.name)
@@ -229,7 +235,7 @@ def package_names(init_source: str) -> set[str]:
 
 def _git(repo: Path, *args: str) -> str:
     git_dir = repo / ".git" if (repo / ".git").exists() else repo
-    result = subprocess.run(["git", "--git-dir", str(git_dir), *args], capture_output=True, text=True)
+    result = subprocess.run(["git", "--git-dir", str(git_dir), *args], check=False, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"git {' '.join(args)} failed in {repo}: {result.stderr.strip()} (is it NVIDIA/TensorRT?)")
     return result.stdout
@@ -254,7 +260,9 @@ def tag_surface(repo: Path, tag: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repo", type=Path, required=True, help="a clone (or bare git dir) of NVIDIA/TensorRT")
-    parser.add_argument("--tags", nargs="+", default=list(DEFAULT_TAGS), help=f"release tags ({' '.join(DEFAULT_TAGS)})")
+    parser.add_argument(
+        "--tags", nargs="+", default=list(DEFAULT_TAGS), help=f"release tags ({' '.join(DEFAULT_TAGS)})"
+    )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="the JSON to write")
     args = parser.parse_args(argv)
     data = {

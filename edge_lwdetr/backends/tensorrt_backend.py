@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import ctypes
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -55,10 +56,15 @@ class CudaGraph:
                 ended = self._driver.cuStreamEndCapture(self._stream, ctypes.byref(graph))
             if not enqueued:
                 _clear_cuda_runtime_error()
-                raise CaptureFailed("execute_async_v3 returned False during capture (an operation not allowed in a CUDA graph)")
+                raise CaptureFailed(
+                    "execute_async_v3 returned False during capture (an operation not allowed in a CUDA graph)"
+                )
             self._check(ended, "end capture")
             executable = ctypes.c_void_p()
-            self._check(self._driver.cuGraphInstantiateWithFlags(ctypes.byref(executable), graph, ctypes.c_ulonglong(0)), "instantiate")
+            self._check(
+                self._driver.cuGraphInstantiateWithFlags(ctypes.byref(executable), graph, ctypes.c_ulonglong(0)),
+                "instantiate",
+            )
             self._exec = executable
         finally:
             if graph.value:  # a failed capture may still return a graph, which must not be used (sampleDevice.h)
@@ -123,7 +129,12 @@ class TensorRTBackend:
         if sidecar is not None:
             check_sidecar(sidecar, trt.__version__, device.get("name", "?"), device.get("compute_capability", "?"))
         library = plugin
-        if library is None and sidecar is not None and sidecar.get("msda") == "plugin" and not sidecar.get("plugin_serialized"):
+        if (
+            library is None
+            and sidecar is not None
+            and sidecar.get("msda") == "plugin"
+            and not sidecar.get("plugin_serialized")
+        ):
             library = Path(sidecar.get("plugin") or "")
         # A version-compatible plan built with our plugin carries the library and TensorRT loads it from the plan
         # (trtexec's README: with --setPluginsToSerialize no --dynamicPlugins is needed to run it); loading it
@@ -134,7 +145,9 @@ class TensorRTBackend:
             ctypes.CDLL(str(library), mode=ctypes.RTLD_GLOBAL)  # static registration (plugins/msda/README.md)
         logger = trt.Logger(trt.Logger.WARNING)
         if not trt.init_libnvinfer_plugins(logger, ""):
-            raise EdgeLwdetrError(f"TensorRT {trt.__version__} could not initialise libnvinfer_plugin (init_libnvinfer_plugins)")
+            raise EdgeLwdetrError(
+                f"TensorRT {trt.__version__} could not initialise libnvinfer_plugin (init_libnvinfer_plugins)"
+            )
 
         cuda.init()
         self._context_handle = cuda.Device(0).retain_primary_context()
@@ -164,8 +177,14 @@ class TensorRTBackend:
             raise EdgeLwdetrError(f"TensorRT {trt.__version__} could not load {engine_path}: {hint}")
         self.context = self.engine.create_execution_context()
         if self.context is None:
-            raise EdgeLwdetrError(f"TensorRT could not create an execution context for {engine_path} (out of GPU memory?)")
-        meta = sidecar if sidecar is not None else metadata_without_sidecar(engine_path, self._io_tensors(), _onnx_metadata(engine_path))
+            raise EdgeLwdetrError(
+                f"TensorRT could not create an execution context for {engine_path} (out of GPU memory?)"
+            )
+        meta = (
+            sidecar
+            if sidecar is not None
+            else metadata_without_sidecar(engine_path, self._io_tensors(), _onnx_metadata(engine_path))
+        )
         self._input = meta.get("input", "images")
         outputs = meta.get("outputs", {"logits": "logits", "boxes": "pred_boxes"})
         self._outputs = (outputs["logits"], outputs["boxes"])
@@ -186,7 +205,11 @@ class TensorRTBackend:
         for index in range(engine.num_io_tensors):
             name = engine.get_tensor_name(index)
             is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
-            profile_max = tuple(engine.get_tensor_profile_shape(name, 0)[2]) if is_input and engine.num_optimization_profiles else None
+            profile_max = (
+                tuple(engine.get_tensor_profile_shape(name, 0)[2])
+                if is_input and engine.num_optimization_profiles
+                else None
+            )
             tensors.append(IoTensor(name, is_input, tuple(engine.get_tensor_shape(name)), profile_max))
         return tensors
 
@@ -209,7 +232,11 @@ class TensorRTBackend:
             dtype = trt.nptype(self.engine.get_tensor_dtype(name))
             host = self._cuda.pagelocked_empty(shape, dtype)
             device = self._cuda.mem_alloc(max(host.nbytes, 1))
-            _check(self.context.set_tensor_address(name, int(device)), f"set_tensor_address({name})", "the engine rejected the buffer")
+            _check(
+                self.context.set_tensor_address(name, int(device)),
+                f"set_tensor_address({name})",
+                "the engine rejected the buffer",
+            )
             self._buffers[name] = (host, device)
         self._batch = batch
 

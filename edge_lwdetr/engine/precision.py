@@ -15,9 +15,9 @@ import contextlib
 import copy
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import onnx

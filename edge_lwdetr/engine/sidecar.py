@@ -36,7 +36,9 @@ def read_sidecar(engine: Path) -> dict[str, Any] | None:
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as error:
-        raise EdgeLwdetrError(f"{path} is not valid JSON ({error}): rebuild the engine, or delete the file to run the engine without it") from None
+        raise EdgeLwdetrError(
+            f"{path} is not valid JSON ({error}): rebuild the engine, or delete the file to run the engine without it"
+        ) from None
 
 
 def _version(text: str) -> tuple[int, ...]:
@@ -93,7 +95,9 @@ def check_sidecar(sidecar: dict[str, Any], tensorrt_version: str, gpu_name: str,
             if version_compatible
             else "an engine loads only in the TensorRT version that built it unless built with --version-compatible"
         )
-        raise EdgeLwdetrError(f"the engine was built with {where}, this is {here}: {rule}; rebuild it here with `edge-lwdetr build`")
+        raise EdgeLwdetrError(
+            f"the engine was built with {where}, this is {here}: {rule}; rebuild it here with `edge-lwdetr build`"
+        )
     if not gpu_can_load(built_capability, compute_capability, level):
         raise EdgeLwdetrError(
             f"the engine was built with {where} (hardware compatibility {level}), this is {here}: TensorRT runs it "
@@ -131,7 +135,9 @@ def metadata_without_sidecar(engine: Path, io: list[IoTensor], onnx_metadata: di
     if "edge_lwdetr.image_size" in onnx_metadata:
         size = int(onnx_metadata["edge_lwdetr.image_size"])
     if size <= 0 or (image.shape[3] > 0 and image.shape[3] != size):
-        raise EdgeLwdetrError(f"{engine} has no sidecar and its input {image.name} {list(image.shape)} is not a square image of known size")
+        raise EdgeLwdetrError(
+            f"{engine} has no sidecar and its input {image.name} {list(image.shape)} is not a square image of known size"
+        )
     by_name = {t.name: t for t in outputs}
     boxes = by_name.get("pred_boxes") or next((t for t in outputs if len(t.shape) == 3 and t.shape[-1] == 4), None)
     logits = by_name.get("logits") or next((t for t in outputs if len(t.shape) == 3 and t is not boxes), None)

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from edge_lwdetr.engine.precision_report import precision_report
-from edge_lwdetr.export.msda_onnx import PLUGIN, PLUGIN_VERSION
 from edge_lwdetr.errors import EdgeLwdetrError
+from edge_lwdetr.export.msda_onnx import PLUGIN, PLUGIN_VERSION
 
 
 @dataclass
@@ -78,16 +78,22 @@ def load_plugin_library(trt, registry, library: Path, dynamic: bool) -> None:
     try:
         ctypes.CDLL(str(library), mode=ctypes.RTLD_GLOBAL)
     except OSError as error:
-        raise EdgeLwdetrError(f"cannot load the plugin library {library} ({error}): rebuild it from plugins/msda") from None
+        raise EdgeLwdetrError(
+            f"cannot load the plugin library {library} ({error}): rebuild it from plugins/msda"
+        ) from None
 
 
-def build_engine(onnx_path: Path, plugin_library: Path | None, expected_plugins: int, options: BuildOptions) -> BuiltEngine:
+def build_engine(
+    onnx_path: Path, plugin_library: Path | None, expected_plugins: int, options: BuildOptions
+) -> BuiltEngine:
     """Parse, check the plugin census, build, and judge the precision from the engine inspector."""
     trt = import_tensorrt()
     logger = trt.Logger(trt.Logger.WARNING)
     # NVIDIA's MultiscaleDeformableAttnPlugin_TRT, for --msda builtin.
     if not trt.init_libnvinfer_plugins(logger, ""):
-        raise EdgeLwdetrError(f"TensorRT {trt.__version__} could not initialise libnvinfer_plugin (init_libnvinfer_plugins)")
+        raise EdgeLwdetrError(
+            f"TensorRT {trt.__version__} could not initialise libnvinfer_plugin (init_libnvinfer_plugins)"
+        )
     major = int(trt.__version__.split(".")[0])
     legacy_flags_exist = hasattr(trt.BuilderFlag, "FP16")
     if options.legacy_precision_flags and not legacy_flags_exist:
@@ -111,7 +117,9 @@ def build_engine(onnx_path: Path, plugin_library: Path | None, expected_plugins:
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise EdgeLwdetrError(f"TensorRT cannot parse {onnx_path}: {errors}")
 
-    plugin_types = {getattr(trt.LayerType, name) for name in ("PLUGIN", "PLUGIN_V2", "PLUGIN_V3") if hasattr(trt.LayerType, name)}
+    plugin_types = {
+        getattr(trt.LayerType, name) for name in ("PLUGIN", "PLUGIN_V2", "PLUGIN_V3") if hasattr(trt.LayerType, name)
+    }
     plugins = sum(network.get_layer(i).type in plugin_types for i in range(network.num_layers))
     if plugins != expected_plugins:
         raise EdgeLwdetrError(
@@ -151,7 +159,9 @@ def build_engine(onnx_path: Path, plugin_library: Path | None, expected_plugins:
             config.plugins_to_serialize = [str(plugin_library)]  # the plan carries the plugin's code
     if options.dla_core is not None:
         if not hasattr(config, "DLA_core") or builder.num_DLA_cores == 0:
-            raise EdgeLwdetrError(f"--dla-core {options.dla_core}: this device or TensorRT {trt.__version__} has no DLA")
+            raise EdgeLwdetrError(
+                f"--dla-core {options.dla_core}: this device or TensorRT {trt.__version__} has no DLA"
+            )
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = options.dla_core
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
@@ -176,7 +186,9 @@ def _engine_information(trt, logger, serialized, version_compatible: bool, onnx_
         runtime.engine_host_code_allowed = True
     engine = runtime.deserialize_cuda_engine(serialized)
     if engine is None:
-        raise EdgeLwdetrError(f"TensorRT built {onnx_path} but cannot deserialize the plan it made; its log above says why")
+        raise EdgeLwdetrError(
+            f"TensorRT built {onnx_path} but cannot deserialize the plan it made; its log above says why"
+        )
     inspector = engine.create_engine_inspector()
     if inspector is None:
         raise EdgeLwdetrError("TensorRT could not create an engine inspector for the new engine")
@@ -184,4 +196,6 @@ def _engine_information(trt, logger, serialized, version_compatible: bool, onnx_
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
-        raise EdgeLwdetrError(f"the engine inspector returned invalid JSON ({error}); report this TensorRT version") from None
+        raise EdgeLwdetrError(
+            f"the engine inspector returned invalid JSON ({error}); report this TensorRT version"
+        ) from None
