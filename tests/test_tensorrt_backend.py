@@ -9,12 +9,12 @@ here says TensorRT behaves this way; tests/test_tensorrt_gpu.py runs the real th
 import ctypes
 import sys
 import types
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from edge_lwdetr.backends.tensorrt_backend import CaptureFailed, CudaGraph, TensorRTBackend
+from edge_lwdetr.engine.sidecar import write_sidecar
 from edge_lwdetr.errors import EdgeLwdetrError
 
 SIZE = 32
@@ -170,9 +170,10 @@ def test_graph_is_destroyed_once():
         graph.launch()
 
 
-def test_close_releases_once_and_failed_init_pops_the_context(monkeypatch, tmp_path):
-    """Stand-in modules for pycuda and tensorrt whose runtime cannot deserialize the engine: __init__ must release
-    what it made and pop the CUDA context it pushed (the stand-ins count pushes and pops)."""
+@pytest.fixture
+def stand_in_modules(monkeypatch):
+    """Stand-in modules for pycuda and tensorrt whose runtime cannot deserialize anything; returns the list the
+    CUDA context's push and pop calls are recorded in, and the context."""
     events: list[str] = []
     primary = types.SimpleNamespace(push=lambda: events.append("push"), pop=lambda: events.append("pop"))
     driver = types.ModuleType("pycuda.driver")
@@ -193,6 +194,12 @@ def test_close_releases_once_and_failed_init_pops_the_context(monkeypatch, tmp_p
     monkeypatch.setattr(
         "edge_lwdetr.backends.tensorrt_backend.gpu_info", lambda: {"name": "Orin", "compute_capability": "8.7"}
     )
+    return events, primary
+
+
+def test_close_releases_once_and_failed_init_pops_the_context(stand_in_modules, tmp_path):
+    """__init__ must release what it made and pop the CUDA context it pushed when deserialization fails."""
+    events, primary = stand_in_modules
     engine = tmp_path / "other_tool.engine"
     engine.write_bytes(b"not a plan")
     with pytest.raises(EdgeLwdetrError, match="could not load .*other_tool.engine: an engine from another tool"):
@@ -204,4 +211,17 @@ def test_close_releases_once_and_failed_init_pops_the_context(monkeypatch, tmp_p
     backend.close()
     backend.close()
     assert events == ["push", "pop", "pop"] and backend.engine is None and backend.context is None
-    assert Path(engine).is_file()
+
+
+def test_engine_carrying_its_plugin_refuses_a_second_copy(stand_in_modules, tmp_path):
+    events, _ = stand_in_modules
+    engine = tmp_path / "vc.engine"
+    engine.write_bytes(b"plan")
+    sidecar = {
+        "tensorrt_version": "10.3.0.30", "gpu": {"name": "Orin", "compute_capability": "8.7"}, "msda": "plugin",
+        "plugin_serialized": True, "build_options": {"version_compatible": True}, "image_size": SIZE,
+    }  # fmt: skip
+    write_sidecar(engine, sidecar)
+    with pytest.raises(EdgeLwdetrError, match="carries its MSDA plugin library.*drop --plugin"):
+        TensorRTBackend(engine, plugin=tmp_path / "libedge_lwdetr_plugins.so")
+    assert events == []

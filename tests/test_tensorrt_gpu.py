@@ -51,33 +51,34 @@ def images(size: int, batch: int = 1, seed: int = 0) -> np.ndarray:
 
 
 def test_version_compatible_engine_builds_and_loads(native_export, plugin, tmp_path):
+    """Built here (the builder inspects the plan in a fresh process), run in another fresh process without the
+    plugin library: the plan carries it, as it would for a user with a later TensorRT."""
     from edge_lwdetr.backends.onnxruntime_backend import OnnxRuntimeBackend
-    from edge_lwdetr.backends.tensorrt_backend import TensorRTBackend
 
     _, native_path, _ = native_export("tiny")
     engine = tmp_path / "tiny.vc.engine"
     argv = [
-        "build",
-        "--onnx",
-        str(native_path),
-        "--precision",
-        "fp32",
-        "--output",
-        str(engine),
-        "--plugin",
-        str(plugin),
+        "build", "--onnx", str(native_path), "--precision", "fp32", "--output", str(engine), "--plugin", str(plugin),
         "--version-compatible",
-    ]
+    ]  # fmt: skip
     assert main(argv) == 0
     sidecar = json.loads(engine.with_suffix(".engine.json").read_text())
     assert sidecar["build_options"]["version_compatible"] is True and sidecar["plugin_serialized"] is True
-    backend = TensorRTBackend(engine)  # the plan carries the plugin library: nothing to load here
-    try:
-        batch = images(backend.image_size)
-        for got, want in zip(backend.infer(batch), OnnxRuntimeBackend(native_path).infer(batch)):
-            np.testing.assert_allclose(got, want, atol=1e-3, rtol=1e-3)
-    finally:
-        backend.close()
+    size = sidecar["image_size"]
+    np.save(tmp_path / "images.npy", images(size))
+    run_python(
+        "import numpy as np\n"
+        "from pathlib import Path\n"
+        "from edge_lwdetr.backends.tensorrt_backend import TensorRTBackend\n"
+        f"backend = TensorRTBackend(Path({str(engine)!r}))\n"
+        f"logits, boxes = backend.infer(np.load({str(tmp_path / 'images.npy')!r}))\n"
+        "backend.close()\n"
+        f"np.savez({str(tmp_path / 'out.npz')!r}, logits=logits, boxes=boxes)\n"
+    )
+    got = np.load(tmp_path / "out.npz")
+    want = OnnxRuntimeBackend(native_path).infer(images(size))
+    np.testing.assert_allclose(got["logits"], want[0], atol=1e-3, rtol=1e-3)
+    np.testing.assert_allclose(got["boxes"], want[1], atol=1e-3, rtol=1e-3)
 
 
 def run_python(code: str) -> None:

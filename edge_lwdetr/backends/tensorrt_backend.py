@@ -128,17 +128,17 @@ class TensorRTBackend:
         device = gpu_info()
         if sidecar is not None:
             check_sidecar(sidecar, trt.__version__, device.get("name", "?"), device.get("compute_capability", "?"))
+        serialized = bool(sidecar and sidecar.get("plugin_serialized"))
+        if serialized and plugin is not None:
+            # TensorRT registers the plan's copy when deserializing and refuses it if the creator exists already.
+            raise EdgeLwdetrError(
+                f"{engine_path} carries its MSDA plugin library (built with --version-compatible): drop --plugin"
+            )
         library = plugin
-        if (
-            library is None
-            and sidecar is not None
-            and sidecar.get("msda") == "plugin"
-            and not sidecar.get("plugin_serialized")
-        ):
+        if library is None and sidecar is not None and sidecar.get("msda") == "plugin" and not serialized:
             library = Path(sidecar.get("plugin") or "")
         # A version-compatible plan built with our plugin carries the library and TensorRT loads it from the plan
-        # (trtexec's README: with --setPluginsToSerialize no --dynamicPlugins is needed to run it); loading it
-        # here as well would register its creator twice.
+        # (trtexec's README: with --setPluginsToSerialize no --dynamicPlugins is needed to run it).
         if library is not None:
             if not library.is_file():
                 raise EdgeLwdetrError(f"the engine needs the MSDA plugin library: pass --plugin (not found: {library})")

@@ -10,12 +10,12 @@ into an error naming the step, as polygraphy's loaders and trtexec's sampleEngin
 from __future__ import annotations
 
 import ctypes
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edge_lwdetr.engine.precision_report import precision_report
+from edge_lwdetr.engine.trt_inspect import engine_information, engine_information_in_fresh_process
 from edge_lwdetr.errors import EdgeLwdetrError
 from edge_lwdetr.export.msda_onnx import PLUGIN, PLUGIN_VERSION
 
@@ -172,30 +172,9 @@ def build_engine(
     if options.timing_cache is not None:
         options.timing_cache.write_bytes(bytes(config.get_timing_cache().serialize()))
 
-    information = _engine_information(trt, logger, serialized, options.version_compatible, onnx_path)
+    if options.version_compatible and plugin_library is not None:
+        # The plan carries our library, already registered in this process: inspect it where it is not.
+        information = engine_information_in_fresh_process(bytes(serialized), str(onnx_path))
+    else:
+        information = engine_information(trt, logger, serialized, options.version_compatible, str(onnx_path))
     return BuiltEngine(bytes(serialized), trt.__version__, precision_report(information, options.precision))
-
-
-def _engine_information(trt, logger, serialized, version_compatible: bool, onnx_path: Path) -> dict[str, Any]:
-    """The engine inspector's JSON for the plan just built."""
-    runtime = trt.Runtime(logger)
-    if version_compatible:
-        # A version-compatible plan embeds the lean runtime (unless EXCLUDE_LEAN_RUNTIME): a runtime deserializes
-        # it only when allowed to run host code from the plan (samples/common/sampleEngines.cpp,
-        # setEngineHostCodeAllowed before deserializing a version-compatible engine).
-        runtime.engine_host_code_allowed = True
-    engine = runtime.deserialize_cuda_engine(serialized)
-    if engine is None:
-        raise EdgeLwdetrError(
-            f"TensorRT built {onnx_path} but cannot deserialize the plan it made; its log above says why"
-        )
-    inspector = engine.create_engine_inspector()
-    if inspector is None:
-        raise EdgeLwdetrError("TensorRT could not create an engine inspector for the new engine")
-    text = inspector.get_engine_information(trt.LayerInformationFormat.JSON)
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise EdgeLwdetrError(
-            f"the engine inspector returned invalid JSON ({error}); report this TensorRT version"
-        ) from None
