@@ -82,8 +82,9 @@ def test_version_compatible_engine_builds_and_loads(native_export, plugin, tmp_p
 
 
 def run_python(code: str) -> None:
-    """A fresh process: what was loaded before does not decide the outcome."""
-    result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
+    """A fresh process: what was loaded before does not decide the outcome. The timeout turns a hang (a lock
+    TensorRT might hold while it calls getCreators, which withdraws the static registration) into a failure."""
+    result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
