@@ -215,6 +215,10 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--version-compatible", action="store_true", help="engine loadable by later TensorRT versions")
     p.add_argument("--dla-core", type=at_least(0), help="build for this DLA core, GPU fallback on (Jetson, where supported)")
     p.add_argument("--legacy-precision-flags", action="store_true", help="TensorRT 10.x only: weakly typed build")
+    p.add_argument(
+        "--strict-precision", action="store_true",
+        help="fail (after writing the engine) when the engine inspector shows the precision was not realised",
+    )  # fmt: skip
     p.set_defaults(run=run_build)
 
 
@@ -241,6 +245,7 @@ def run_build(args: argparse.Namespace) -> None:
             version_compatible=args.version_compatible,
             dla_core=args.dla_core,
             legacy_precision_flags=args.legacy_precision_flags,
+            strict_precision=args.strict_precision,
             log=print,
         )
 

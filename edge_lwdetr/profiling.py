@@ -178,9 +178,10 @@ def graph_precision(path: Path) -> str:
     """fp32, fp16 or int8 as the artefact carries it: Q/DQ nodes mean INT8, float16 tensors FP16; an engine's
     sidecar names its precision."""
     if path.suffix in (".engine", ".plan"):
-        from edge_lwdetr.engine.sidecar import read_sidecar
+        from edge_lwdetr.engine.sidecar import read_sidecar, sidecar_path
 
-        return read_sidecar(path).get("precision", "fp16")
+        # An engine built elsewhere (trtexec) has no sidecar: FP16, the precision engines are built in most.
+        return read_sidecar(path).get("precision", "fp16") if sidecar_path(path).is_file() else "fp16"
     if path.suffix != ".onnx":
         return "fp32"
     from edge_lwdetr.export.rewrite import load_onnx

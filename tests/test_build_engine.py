@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -121,8 +122,11 @@ def test_int8_calibrates_from_an_image_folder(native_export, tmp_path):
         cv2.imwrite(str(folder / f"{i}.png"), frame)
     output = tmp_path / "folder.int8.engine"
     argv = ["build", "--onnx", str(native_path), "--precision", "int8", "--calib-data", str(folder), "--onnx-only"]
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     assert main(argv + ["--output", str(output)]) == 0
     assert output.with_suffix(".onnx").is_file()
+    # Calibration hid the GPU only while it ran: a one-process int8 build goes on to TensorRT, which needs it.
+    assert os.environ.get("CUDA_VISIBLE_DEVICES") == visible
 
 
 

@@ -14,6 +14,7 @@ from typing import Callable
 import onnx
 
 from edge_lwdetr import __version__
+from edge_lwdetr.engine.precision_report import describe
 from edge_lwdetr.engine.sidecar import write_sidecar
 from edge_lwdetr.errors import EdgeLwdetrError
 from edge_lwdetr.export.msda_onnx import NATIVE, form_of, msda_nodes
@@ -48,9 +49,14 @@ def build(
     version_compatible: bool = False,
     dla_core: int | None = None,
     legacy_precision_flags: bool = False,
+    strict_precision: bool = False,
     log: Callable[[str], None] = lambda message: None,
 ) -> Path:
-    """Build `onnx_path` (from `edge-lwdetr export --msda native`); returns the engine, or the graph if onnx_only."""
+    """Build `onnx_path` (from `edge-lwdetr export --msda native`); returns the engine, or the graph if onnx_only.
+
+    The engine and its sidecar (with the precision report, engine/precision_report.py) are written whatever the
+    report says; `strict_precision` then fails the build when the requested precision was not realised.
+    """
     started = time.perf_counter()
     if precision not in ("fp32", "fp16", "int8"):
         raise EdgeLwdetrError(f"--precision {precision} is unknown: choose fp32, fp16 or int8")
@@ -118,16 +124,16 @@ def build(
         legacy_precision_flags=legacy_precision_flags,
     )
     log("building the TensorRT engine")
-    serialized, tensorrt_version, shares = build_engine(graph_path, plugin if msda == "plugin" else None, len(nodes), options)
-    write_bytes(output, serialized)
+    built = build_engine(graph_path, plugin if msda == "plugin" else None, len(nodes), options)
+    write_bytes(output, built.serialized)
     write_sidecar(
         output,
         {
             "edge_lwdetr_version": __version__,
-            "tensorrt_version": tensorrt_version,
+            "tensorrt_version": built.tensorrt_version,
             "gpu": gpu_info(),
             "precision": precision,
-            "layer_precision_shares": shares,
+            "precision_report": built.precision_report,
             "image_size": image_size,
             "batch_profile": list(options.batch_profile) if options.batch_profile else None,
             "id2label": json.loads(meta.get("edge_lwdetr.id2label", "{}")),
@@ -137,6 +143,8 @@ def build(
             "plugin": str(plugin.resolve()) if msda == "plugin" else None,
             "plugin_sha256": sha256_of(plugin) if msda == "plugin" else None,
             "msda": msda,
+            # The plan carries the plugin library (plugins_to_serialize): the runtime must not load it again.
+            "plugin_serialized": version_compatible and msda == "plugin",
             "build_options": {
                 "workspace_gib": workspace_gib,
                 "version_compatible": version_compatible,
@@ -146,8 +154,21 @@ def build(
             },
         },
     )
-    log(f"wrote {output} and its sidecar ({time.perf_counter() - started:.1f} s); layer precision: {shares}")
+    log(f"wrote {output} and its sidecar ({time.perf_counter() - started:.1f} s)")
+    log(f"precision: {describe(built.precision_report)}")
+    check_precision(built.precision_report, strict_precision, output)
     return output
+
+
+def check_precision(report: dict, strict: bool, engine: Path) -> None:
+    """With --strict-precision, fail when the precision was judged and not realised (the files stay written)."""
+    if strict and report["realised"] is False:
+        wider = ", ".join(report["wider_than_requested"][:5])
+        raise EdgeLwdetrError(
+            f"{engine}: {describe(report)}; layers still wider than {report['requested']} include: {wider}. The engine "
+            "and its sidecar were written; drop --strict-precision to accept them, or check the precision graph "
+            f"({engine.with_suffix('.onnx')})"
+        )
 
 
 def _check_writable(path: Path) -> None:

@@ -11,9 +11,11 @@ into standard ops (named `msda<i>/...`) for ModelOpt and collapsed back into sin
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -215,19 +217,35 @@ def _quantize_int8(source: Path, output: Path, exclude: list[str], calibration: 
     _modelopt()
     from modelopt.onnx.quantization import quantize
 
-    # Calibration runs in ONNX Runtime on the CPU: no GPU, no TensorRT needed.
-    os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
-    quantize(
-        onnx_path=str(source),
-        quantize_mode="int8",
-        calibration_data={"images": calibration.astype(np.float32)},
-        # Entropy (KL) calibration clips activation outliers that max calibration keeps: on the bundled model's
-        # held-out split the INT8 graph loses 0.64 AP with it and 1.27 AP with max (benchmarks/bundled_accuracy.py).
-        calibration_method="entropy",
-        calibration_eps=["cpu"],
-        op_types_to_quantize=sorted(_LINEAR),
-        nodes_to_exclude=exclude,
-        high_precision_dtype="fp32",
-        output_path=str(output),
-        log_level="WARNING",
-    )
+    # Calibration runs in ONNX Runtime on the CPU: no GPU, no TensorRT needed. The GPU is hidden from it only for
+    # the call: a one-process `build --precision int8` goes on to the TensorRT build, which needs the GPU.
+    with gpu_hidden():
+        quantize(
+            onnx_path=str(source),
+            quantize_mode="int8",
+            calibration_data={"images": calibration.astype(np.float32)},
+            # Entropy (KL) calibration clips activation outliers that max calibration keeps: on the bundled model's
+            # held-out split the INT8 graph loses 0.64 AP with it and 1.27 AP with max
+            # (benchmarks/bundled_accuracy.py).
+            calibration_method="entropy",
+            calibration_eps=["cpu"],
+            op_types_to_quantize=sorted(_LINEAR),
+            nodes_to_exclude=exclude,
+            high_precision_dtype="fp32",
+            output_path=str(output),
+            log_level="WARNING",
+        )
+
+
+@contextlib.contextmanager
+def gpu_hidden() -> Iterator[None]:
+    """CUDA_VISIBLE_DEVICES="" inside the block, the caller's value (or its absence) restored after it."""
+    saved = os.environ.get("CUDA_VISIBLE_DEVICES")
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["CUDA_VISIBLE_DEVICES"]
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = saved

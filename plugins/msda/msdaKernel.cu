@@ -2,7 +2,7 @@
  * Multi-scale deformable attention CUDA kernel.
  *
  * One thread computes VEC consecutive channels of one (image, query, head): 4 floats or 8 halves, a 16-byte load
- * per bilinear tap, so the threads of a head read its value rows as contiguous 64-byte (D=16) or 128-byte (D=32)
+ * per bilinear tap (1 channel, scalar loads, when D or a buffer's alignment does not allow it), so the threads of a head read its value rows as contiguous 64-byte (D=16) or 128-byte (D=32)
  * segments. Locations and weights are read once per thread and broadcast through L1. Accumulation is FP32.
  */
 #include "msdaKernel.h"
@@ -65,7 +65,8 @@ template <typename TValue, typename TLoc>
 cudaError_t launch(MsdaParams<TValue, TLoc> const& p, cudaStream_t stream)
 {
     constexpr int32_t kVec = static_cast<int32_t>(sizeof(uint4) / sizeof(TValue));
-    bool const vectorised = p.channels % kVec == 0;
+    // The 16-byte path only where every load and store is 16-byte aligned (see channelsPerThread).
+    bool const vectorised = channelsPerThread<TValue>(p.value, p.output, p.channels) == kVec;
     int64_t const threads
         = static_cast<int64_t>(p.batch) * p.queries * p.heads * (vectorised ? p.channels / kVec : p.channels);
     if (threads == 0)
@@ -97,7 +98,7 @@ MsdaParams<TValue, TLoc> params(void const* value, int32_t const* spatialShapes,
 } // namespace
 } // namespace edge_lwdetr
 
-extern "C" int32_t edgeLwdetrMsdaEnqueue(int32_t valueType, int32_t locType, void const* value,
+extern "C" EDGE_LWDETR_MSDA_API int32_t edgeLwdetrMsdaEnqueue(int32_t valueType, int32_t locType, void const* value,
     int32_t const* spatialShapes, int32_t const* levelStart, void const* locations, void const* weights, void* output,
     int32_t batch, int32_t spatialSize, int32_t heads, int32_t channels, int32_t queries, int32_t levels,
     int32_t points, cudaStream_t stream)

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstddef>
 #include <cuda_fp16.h>
 
 namespace edge_lwdetr
@@ -58,16 +59,54 @@ struct BilinearTaps
     float weight[4];
 };
 
+//! floor(v) as int32_t with the GPU's conversion rules on both sides (cvt.rmi.s32.f32: NaN gives 0, out-of-range
+//! values saturate). A plain static_cast is undefined for NaN and out-of-range values, and on x86 gives INT_MIN,
+//! which would let the host check pass where the device misbehaves.
+__host__ __device__ inline int32_t floorToInt(float v)
+{
+#if defined(__CUDA_ARCH__)
+    return __float2int_rd(v);
+#else
+    if (v != v)
+    {
+        return 0;
+    }
+    float const f = floorf(v);
+    if (f >= 2147483647.0F)
+    {
+        return 2147483647;
+    }
+    if (f <= -2147483648.0F)
+    {
+        return -2147483647 - 1;
+    }
+    return static_cast<int32_t>(f);
+#endif
+}
+
 //! Taps for normalised (x, y) on an H x W map, align_corners=False: pixel centres sit at (i + 0.5) / size.
+//! A sample whose pixel position is not inside (-1, W) x (-1, H) has no tap on the map, and neither has a NaN one
+//! (every comparison with NaN is false): such samples contribute nothing, as in NVIDIA's
+//! multiscaleDeformableIm2ColCuda.cuh. Without this test a NaN location would convert to pixel 0 on the GPU and
+//! bring NaN weights into the sum.
 __host__ __device__ inline BilinearTaps bilinearTaps(float x, float y, int32_t height, int32_t width)
 {
     float const px = x * static_cast<float>(width) - 0.5F;
     float const py = y * static_cast<float>(height) - 0.5F;
-    int32_t const x0 = static_cast<int32_t>(floorf(px));
-    int32_t const y0 = static_cast<int32_t>(floorf(py));
+    BilinearTaps taps;
+    if (!(px > -1.0F && py > -1.0F && px < static_cast<float>(width) && py < static_cast<float>(height)))
+    {
+        for (int32_t t = 0; t < 4; ++t)
+        {
+            taps.index[t] = -1;
+            taps.weight[t] = 0.0F;
+        }
+        return taps;
+    }
+    int32_t const x0 = floorToInt(px);
+    int32_t const y0 = floorToInt(py);
     float const fx = px - static_cast<float>(x0);
     float const fy = py - static_cast<float>(y0);
-    BilinearTaps taps;
     int32_t const xs[2] = {x0, x0 + 1};
     int32_t const ys[2] = {y0, y0 + 1};
     float const wx[2] = {1.0F - fx, fx};
@@ -82,6 +121,19 @@ __host__ __device__ inline BilinearTaps bilinearTaps(float x, float y, int32_t h
         }
     }
     return taps;
+}
+
+//! Channels per thread: one 16-byte vector (4 floats, 8 halves) when the rows allow it, else 1.
+//! The vector loads and stores need 16-byte aligned addresses. Row offsets are multiples of D elements, so D a
+//! multiple of the vector and 16-byte aligned value and output base pointers make every access aligned. TensorRT
+//! guarantees 256-byte alignment only for the engine's I/O tensors (NvInferRuntime.h, setTensorAddress), not for
+//! the tensors it passes to a plugin, so the base pointers are checked on every call.
+template <typename TValue>
+__host__ __device__ inline int32_t channelsPerThread(void const* value, void const* output, int32_t channels)
+{
+    constexpr int32_t kVec = static_cast<int32_t>(16 / sizeof(TValue));
+    bool const aligned = reinterpret_cast<uintptr_t>(value) % 16 == 0 && reinterpret_cast<uintptr_t>(output) % 16 == 0;
+    return aligned && channels % kVec == 0 ? kVec : 1;
 }
 
 //! VEC consecutive channels of one value row, as floats. On the device, 16-byte groups (4 floats or 8 halves, the

@@ -1,10 +1,14 @@
 /*
- * EdgeLwdetrMSDA TensorRT plugin: shapes, formats and enqueue. The arithmetic lives in msdaKernel.cu.
+ * EdgeLwdetrMSDA TensorRT plugin: shapes, formats, enqueue, and the library's two ways of registering its creator.
+ * The arithmetic lives in msdaKernel.cu.
  */
 #include "msdaPlugin.h"
 #include "msdaKernel.h"
 
+#include <atomic>
 #include <cstdio>
+#include <mutex>
+#include <string>
 
 using namespace nvinfer1;
 
@@ -36,9 +40,49 @@ int32_t kernelType(DataType type)
     return type == DataType::kHALF ? EDGE_LWDETR_MSDA_FLOAT16 : EDGE_LWDETR_MSDA_FLOAT32;
 }
 
+//! The logger TensorRT handed the library through setLoggerFinder (dynamic loading, plugins serialized into a
+//! version-compatible plan), as NVIDIA's plugin/vc/vfcCommon.cpp keeps it: set once, read under a lock.
+class LoggerFinderSlot
+{
+public:
+    void set(ILoggerFinder* finder) noexcept
+    {
+        std::lock_guard<std::mutex> lock(mMutex);
+        if (mFinder == nullptr && finder != nullptr)
+        {
+            mFinder = finder;
+        }
+    }
+
+    //! The logger of the engine or context calling the plugin; else TensorRT's global logger (statically loaded
+    //! library: the logger of the last builder or runtime). Null only when TensorRT has made no logger yet.
+    ILogger* logger() noexcept
+    {
+        std::lock_guard<std::mutex> lock(mMutex);
+        ILogger* found = mFinder != nullptr ? mFinder->findLogger() : nullptr;
+        return found != nullptr ? found : getLogger();
+    }
+
+private:
+    std::mutex mMutex;
+    ILoggerFinder* mFinder{nullptr};
+};
+
+LoggerFinderSlot gLoggerFinder;
+
+//! Reports through TensorRT's logger, so errors land where the application sees the rest of TensorRT's output.
 int32_t fail(char const* message)
 {
-    std::fprintf(stderr, "%s: %s\n", kMsdaPluginName, message);
+    std::string const text = std::string(kMsdaPluginName) + " plugin: " + message;
+    ILogger* const logger = gLoggerFinder.logger();
+    if (logger != nullptr)
+    {
+        logger->log(ILogger::Severity::kERROR, text.c_str());
+    }
+    else
+    {
+        std::fprintf(stderr, "%s\n", text.c_str()); // no TensorRT logger exists yet: nothing else would show it
+    }
     return -1;
 }
 
@@ -241,16 +285,56 @@ IPluginV3* MsdaPluginCreator::createPlugin(
 
 namespace
 {
-//! Registers the creator under its own namespace when the library is loaded (ctypes.CDLL, polygraphy --plugins,
-//! trtexec --staticPlugins). TensorRT's REGISTER_TENSORRT_PLUGIN would register it under the empty namespace.
+MsdaPluginCreator gCreator;
+IPluginCreatorInterface* const gCreators[] = {&gCreator};
+//! True while this copy of the library holds a static registration of gCreator in TensorRT's global registry.
+std::atomic<bool> gStaticallyRegistered{false};
+
+//! Static registration, for loaders that only dlopen the library: ctypes.CDLL, LD_PRELOAD, trtexec
+//! --staticPlugins / --plugins, polygraphy --plugins, DeepStream's custom-lib-path. It uses the creator's own
+//! namespace (TensorRT's REGISTER_TENSORRT_PLUGIN would use the empty one), and leaves alone a creator of the
+//! same name, version and namespace that another copy of the library registered first (registerCreator would
+//! refuse it and log an error).
 struct Registrar
 {
-    Registrar()
+    Registrar() noexcept
     {
-        static MsdaPluginCreator creator;
-        getPluginRegistry()->registerCreator(creator, kMsdaPluginNamespace);
+        IPluginRegistry* const registry = getPluginRegistry();
+        if (registry == nullptr
+            || registry->getCreator(kMsdaPluginName, kMsdaPluginVersion, kMsdaPluginNamespace) != nullptr)
+        {
+            return;
+        }
+        gStaticallyRegistered = registry->registerCreator(gCreator, kMsdaPluginNamespace);
     }
 } const gRegistrar;
 } // namespace
 
 } // namespace edge_lwdetr
+
+//! Dynamic registration (trtexec --dynamicPlugins, IBuilderConfig::setPluginsToSerialize / plugins_to_serialize,
+//! IPluginRegistry::loadLibrary / load_library), the entry point named in samples/trtexec/README.md and
+//! implemented in plugin/vc/vfcCommon.cpp. TensorRT registers the returned creators itself, and loadLibrary
+//! "will fail and return nullptr if any of the plugins are already registered" (NvInferRuntimeCommon.h): the
+//! library's dlopen has just run the static registration above, so that one is withdrawn first and TensorRT's
+//! registration takes its place.
+extern "C" EDGE_LWDETR_PLUGIN_API IPluginCreatorInterface* const* getCreators(int32_t& nbCreators)
+{
+    using namespace edge_lwdetr;
+    if (gStaticallyRegistered.exchange(false))
+    {
+        IPluginRegistry* const registry = getPluginRegistry();
+        if (registry != nullptr)
+        {
+            registry->deregisterCreator(gCreator);
+        }
+    }
+    nbCreators = static_cast<int32_t>(sizeof(gCreators) / sizeof(gCreators[0]));
+    return gCreators;
+}
+
+//! Gives the library the logger of whichever engine or context calls it (plugin/vc/vfcCommon.cpp).
+extern "C" EDGE_LWDETR_PLUGIN_API void setLoggerFinder(ILoggerFinder* finder)
+{
+    edge_lwdetr::gLoggerFinder.set(finder);
+}

@@ -6,7 +6,10 @@
 
 #include <NvInferRuntime.h>
 
-#include <string>
+//! The library exports only its entry points (getCreators, setLoggerFinder, edgeLwdetrMsdaEnqueue): its C++
+//! symbols stay private, so two copies (one loaded by the application, one unpacked from a version-compatible plan)
+//! do not bind to each other's globals.
+#define EDGE_LWDETR_PLUGIN_API __attribute__((visibility("default")))
 
 namespace edge_lwdetr
 {
@@ -71,3 +74,7 @@ private:
 };
 
 } // namespace edge_lwdetr
+
+//! The dynamic-loading entry points TensorRT looks up in a plugin shared library.
+extern "C" EDGE_LWDETR_PLUGIN_API nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCreators);
+extern "C" EDGE_LWDETR_PLUGIN_API void setLoggerFinder(nvinfer1::ILoggerFinder* finder);

@@ -1,11 +1,12 @@
 /*
  * Runs the MSDA kernel's per-output arithmetic (msdaMath.cuh) on the CPU, to check it without a GPU.
  *
- *   msdaHostCheck <fp32|fp16|fp16-fp32loc> N S M D Lq L P value shapes starts locations weights output
+ *   msdaHostCheck <fp32|fp16|fp16-fp32loc> N S M D Lq L P value shapes starts locations weights output [--misaligned]
  *
  * Tensors are raw little-endian files: float32 for value, locations, weights and the output (half results are
- * widened), int32 for shapes and starts. Each output vector is computed with the kernel's VEC, so the host runs the
- * same loop nest and accumulation order as a device thread.
+ * widened), int32 for shapes and starts. Each output vector is computed with the VEC the kernel's launcher chooses for
+ * the buffers (channelsPerThread), so the host runs the same loop nest and accumulation order as a device thread;
+ * --misaligned places value and output off a 16-byte boundary. Prints the channels per thread it used.
  */
 #include "../msdaMath.cuh"
 
@@ -45,33 +46,61 @@ std::vector<TOut> convert(std::vector<float> const& in)
     return out;
 }
 
+//! The output channels of every (image, query, head), VEC at a time, as device threads compute them.
 template <typename TValue, typename TLoc, int32_t VEC>
-std::vector<float> run(int32_t const (&dims)[7], std::vector<float> const& value, std::vector<int32_t> const& shapes,
-    std::vector<int32_t> const& starts, std::vector<float> const& locations, std::vector<float> const& weights)
+void compute(MsdaParams<TValue, TLoc> const& p)
 {
-    auto const [batch, spatial, heads, channels, queries, levels, points] = dims;
-    std::vector<TValue> v = convert<TValue>(value);
-    std::vector<TLoc> loc = convert<TLoc>(locations);
-    std::vector<TLoc> w = convert<TLoc>(weights);
-    std::vector<TValue> out(static_cast<size_t>(batch) * queries * heads * channels);
-    MsdaParams<TValue, TLoc> const p{
-        v.data(), shapes.data(), starts.data(), loc.data(), w.data(), out.data(), batch, spatial, heads, channels,
-        queries, levels, points};
-    for (int32_t n = 0; n < batch; ++n)
-        for (int32_t q = 0; q < queries; ++q)
-            for (int32_t m = 0; m < heads; ++m)
-                for (int32_t c0 = 0; c0 < channels; c0 += VEC)
+    for (int32_t n = 0; n < p.batch; ++n)
+        for (int32_t q = 0; q < p.queries; ++q)
+            for (int32_t m = 0; m < p.heads; ++m)
+                for (int32_t c0 = 0; c0 < p.channels; c0 += VEC)
                 {
                     float acc[VEC];
                     msdaOutputChannels<TValue, TLoc, VEC>(p, n, q, m, c0, acc);
                     for (int32_t k = 0; k < VEC; ++k)
                     {
-                        out[((static_cast<size_t>(n) * queries + q) * heads + m) * channels + c0 + k]
+                        p.output[((static_cast<size_t>(n) * p.queries + q) * p.heads + m) * p.channels + c0 + k]
                             = fromFloat<TValue>(acc[k]);
                     }
                 }
-    std::vector<float> result(out.size());
-    for (size_t i = 0; i < out.size(); ++i)
+}
+
+//! Runs the arithmetic with the channels per thread the kernel's launcher would choose for these buffers. With
+//! `misaligned`, value and output start one element past a 16-byte boundary, as a plugin tensor may.
+template <typename TValue, typename TLoc>
+std::vector<float> run(int32_t const (&dims)[7], std::vector<float> const& value, std::vector<int32_t> const& shapes,
+    std::vector<int32_t> const& starts, std::vector<float> const& locations, std::vector<float> const& weights,
+    bool misaligned, int32_t& channelsPerThreadUsed)
+{
+    auto const [batch, spatial, heads, channels, queries, levels, points] = dims;
+    size_t const outputSize = static_cast<size_t>(batch) * queries * heads * channels;
+    // uint4 storage: 16-byte aligned; the misaligned views start sizeof(TValue) bytes in.
+    size_t const offset = misaligned ? 1 : 0;
+    std::vector<uint4> valueStorage((value.size() + offset) * sizeof(TValue) / sizeof(uint4) + 1);
+    std::vector<uint4> outputStorage((outputSize + offset) * sizeof(TValue) / sizeof(uint4) + 1);
+    TValue* v = reinterpret_cast<TValue*>(valueStorage.data()) + offset;
+    TValue* out = reinterpret_cast<TValue*>(outputStorage.data()) + offset;
+    for (size_t i = 0; i < value.size(); ++i)
+    {
+        v[i] = fromFloat<TValue>(value[i]);
+    }
+    std::vector<TLoc> loc = convert<TLoc>(locations);
+    std::vector<TLoc> w = convert<TLoc>(weights);
+    MsdaParams<TValue, TLoc> const p{
+        v, shapes.data(), starts.data(), loc.data(), w.data(), out, batch, spatial, heads, channels, queries, levels,
+        points};
+    constexpr int32_t kVec = static_cast<int32_t>(sizeof(uint4) / sizeof(TValue));
+    channelsPerThreadUsed = channelsPerThread<TValue>(v, out, channels);
+    if (channelsPerThreadUsed == kVec)
+    {
+        compute<TValue, TLoc, kVec>(p);
+    }
+    else
+    {
+        compute<TValue, TLoc, 1>(p);
+    }
+    std::vector<float> result(outputSize);
+    for (size_t i = 0; i < outputSize; ++i)
     {
         result[i] = toFloat(out[i]);
     }
@@ -82,10 +111,10 @@ std::vector<float> run(int32_t const (&dims)[7], std::vector<float> const& value
 
 int main(int argc, char** argv)
 {
-    if (argc != 15)
+    if (argc != 15 && !(argc == 16 && std::string(argv[15]) == "--misaligned"))
     {
         std::fprintf(stderr, "usage: %s <fp32|fp16|fp16-fp32loc> N S M D Lq L P value shapes starts locations "
-                             "weights output\n", argv[0]);
+                             "weights output [--misaligned]\n", argv[0]);
         return 2;
     }
     std::string const mode = argv[1];
@@ -102,23 +131,22 @@ int main(int argc, char** argv)
     auto const locations = readFile<float>(argv[12], 2 * samples);
     auto const weights = readFile<float>(argv[13], samples);
 
+    bool const misaligned = argc == 16 && std::string(argv[15]) == "--misaligned";
+    int32_t used = 0;
     std::vector<float> out;
-    bool const vec4 = channels % 4 == 0;
-    bool const vec8 = channels % 8 == 0;
     if (mode == "fp32")
-        out = vec4 ? run<float, float, 4>(dims, value, shapes, starts, locations, weights)
-                   : run<float, float, 1>(dims, value, shapes, starts, locations, weights);
+        out = run<float, float>(dims, value, shapes, starts, locations, weights, misaligned, used);
     else if (mode == "fp16")
-        out = vec8 ? run<__half, __half, 8>(dims, value, shapes, starts, locations, weights)
-                   : run<__half, __half, 1>(dims, value, shapes, starts, locations, weights);
+        out = run<__half, __half>(dims, value, shapes, starts, locations, weights, misaligned, used);
     else if (mode == "fp16-fp32loc")
-        out = vec8 ? run<__half, float, 8>(dims, value, shapes, starts, locations, weights)
-                   : run<__half, float, 1>(dims, value, shapes, starts, locations, weights);
+        out = run<__half, float>(dims, value, shapes, starts, locations, weights, misaligned, used);
     else
     {
         std::fprintf(stderr, "unknown mode %s\n", mode.c_str());
         return 2;
     }
+    // The test reads which path the launcher's rule chose for these buffers.
+    std::printf("channels-per-thread %d\n", used);
     FILE* file = std::fopen(argv[14], "wb");
     if (file == nullptr || std::fwrite(out.data(), sizeof(float), out.size(), file) != out.size())
     {
