@@ -23,6 +23,7 @@ from pathlib import Path
 from edge_lwdetr import __version__
 from edge_lwdetr.bundled import BUNDLED_MODEL
 from edge_lwdetr.errors import EdgeLwdetrError
+from edge_lwdetr import quiet
 from edge_lwdetr.defaults import DEFAULT_CONF
 from edge_lwdetr.signals import Stopped, stop_raises
 
@@ -33,6 +34,7 @@ EXIT_BUG = 1
 MAX_IMAGE_SIZE = 2048
 WEIGHTS_HELP = "transformers folder, hub id, original .pth or .safetensors (default: the bundled shapes model)"
 IMGSZ_HELP = f"square input size, a multiple of 64 up to {MAX_IMAGE_SIZE} (default: the weights' folder's size, else 640)"
+PLUGIN_HELP = "MSDA plugin library (default: $EDGE_LWDETR_PLUGIN, the engine's own, else build/plugins/)"
 EXIST_OK_HELP = "replace an existing output that holds earlier work (refused without it)"
 
 
@@ -125,9 +127,14 @@ def _default_trt_version() -> str:
 
 
 def _add_export(subparsers) -> None:
-    p = subparsers.add_parser("export", help="export to ONNX, with each MSDA rewritten to a TensorRT plugin node")
+    p = subparsers.add_parser(
+        "export", help="weights -> ONNX (FP32/FP16/INT8) or a TensorRT engine, in one command"
+    )
     p.add_argument("--model", "--weights", dest="weights", default=str(BUNDLED_MODEL), help=f"weights: {WEIGHTS_HELP}")
-    p.add_argument("--output", required=True, type=Path, help="ONNX file to write")
+    p.add_argument("--format", choices=["onnx", "engine"], default="onnx", help="onnx (default) or engine (TensorRT)")
+    p.add_argument("--precision", choices=["fp32", "fp16", "int8"], help="default: fp32 for onnx, fp16 for engine")
+    p.add_argument("--data", "--calib-data", dest="calib_data", type=Path, help="int8: calibration images or a video")
+    p.add_argument("--output", type=Path, help="file to write (default: the weights' name + .<precision>.onnx|.engine)")
     p.add_argument("--imgsz", type=image_size, help=IMGSZ_HELP)
     batch = p.add_mutually_exclusive_group()
     batch.add_argument("--batch", type=at_least(1), default=1, help="static batch size (1)")
@@ -138,28 +145,50 @@ def _add_export(subparsers) -> None:
         choices=["plugin", "builtin", "native"],
         default="plugin",
         help="plugin: edge-lwdetr's TensorRT plugin (default); builtin: NVIDIA's MultiscaleDeformableAttnPlugin_TRT; "
-        "native: portable standard ops",
+        "native: portable standard ops (onnx only)",
     )
     p.add_argument("--trt-version", help="target TensorRT, for the builtin plugin's version (default: installed, else 10.3)")
     p.add_argument("--variant", help="tiny|small|medium|large|xlarge; overrides the inferred architecture")
+    _add_engine_options(p)
     p.set_defaults(run=run_export)
 
 
 def run_export(args: argparse.Namespace) -> None:
+    import importlib.util
+    import tempfile
+
+    from edge_lwdetr.engine.build import output_paths
     from edge_lwdetr.export.onnx_export import export_onnx
 
-    with _outputs([args.weights], {"--output": args.output}):
-        export_onnx(
-            args.weights,
-            args.output,
-            imgsz=args.imgsz,
-            batch=args.batch,
-            dynamic_batch=args.dynamic_batch,
-            opset=args.opset,
-            msda=args.msda,
-            trt_version=args.trt_version or _default_trt_version(),
-            variant=args.variant,
-            log=print,
+    precision = args.precision or ("fp16" if args.format == "engine" else "fp32")
+    suffix = ("" if precision == "fp32" else f".{precision}") + (".engine" if args.format == "engine" else ".onnx")
+    output = args.output or Path(Path(args.weights).name.removesuffix(".pth").removesuffix(".safetensors") + suffix)
+    if args.format == "engine" and args.msda == "native":
+        raise EdgeLwdetrError("--msda native is the portable graph, which TensorRT cannot build with a plugin: use plugin")
+    engine, graph = output_paths(output, precision, output) if args.format == "engine" else (None, output)
+    targets = {"--output": engine or graph} | ({f"the {precision} graph": graph} if engine else {})
+    keep = {"--output": "an engine"} if engine else {}
+    export_options = dict(imgsz=args.imgsz, batch=args.batch, dynamic_batch=args.dynamic_batch, opset=args.opset,
+                          trt_version=args.trt_version or _default_trt_version(), variant=args.variant, log=print)  # fmt: skip
+    with _outputs([args.weights, args.calib_data], targets, exist_ok=args.exist_ok, keep=keep):
+        if args.format == "onnx" and precision == "fp32":
+            export_onnx(args.weights, output, msda=args.msda, **export_options)
+            print(f"run it: edge-lwdetr run --model {output} --source VIDEO_OR_CAMERA")
+            return
+        tensorrt = args.format == "engine" and importlib.util.find_spec("tensorrt") is not None
+        with tempfile.TemporaryDirectory() as folder:
+            native = Path(folder) / "native.onnx"
+            quiet_temporary = {**export_options, "log": lambda m: None if m.startswith("wrote ") else print(m)}
+            export_onnx(args.weights, native, msda="native", **quiet_temporary)
+            _build(args, native, precision, output, onnx_only=not tensorrt)
+    if engine is None:
+        print(f"run it: edge-lwdetr run --model {graph} --source VIDEO_OR_CAMERA")
+    elif tensorrt:
+        print(f"run it: edge-lwdetr run --model {engine} --source VIDEO_OR_CAMERA")
+    else:
+        print(
+            f"TensorRT is not installed here, so the engine was not built; build it on the target from the {precision} "
+            f"graph: edge-lwdetr build --onnx {graph} --precision {precision} --output {engine}"
         )
 
 
@@ -199,16 +228,24 @@ def _batch_profile(text: str) -> tuple[int, int, int]:
 
 
 def add_build_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--onnx", required=True, type=Path, help="ONNX from `edge-lwdetr export --msda native`")
+    p.add_argument("--onnx", required=True, type=Path,
+                   help="ONNX from `edge-lwdetr export` (any MSDA form, or a precision graph made on another machine)")  # fmt: skip
     p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp16", help="fp16 (default), int8, fp32")
-    p.add_argument("--calib-data", type=Path, help="int8: calibration images (a folder) or a video")
-    p.add_argument("--calib-count", type=at_least(1), default=500, help="int8: number of calibration images (500)")
+    p.add_argument("--calib-data", "--data", dest="calib_data", type=Path, help="int8: calibration images or a video")
     p.add_argument("--output", type=Path, help="engine file (default: ONNX name + .<precision>.engine)")
-    p.add_argument("--exist-ok", action="store_true", help=f"engine: {EXIST_OK_HELP}")
     p.add_argument("--onnx-only", action="store_true", help="stop after writing the precision graph (no TensorRT)")
-    p.add_argument("--plugin", type=Path, help="plugin library (default: $EDGE_LWDETR_PLUGIN or build/plugins/...)")
-    p.add_argument("--msda", choices=["plugin", "builtin"], default="plugin", help="plugin (default) or NVIDIA's builtin")
+    p.add_argument("--msda", choices=["plugin", "builtin", "native"], default="plugin",
+                   help="plugin (default) or NVIDIA's builtin; native: keep the portable graph (--onnx-only)")  # fmt: skip
     p.add_argument("--trt-version", help="target TensorRT, for the builtin plugin's version (default: installed)")
+    _add_engine_options(p)
+    p.set_defaults(run=run_build)
+
+
+def _add_engine_options(p: argparse.ArgumentParser) -> None:
+    """The options of an engine build, shared by `build` and `export --format engine`."""
+    p.add_argument("--calib-count", type=at_least(1), default=500, help="int8: number of calibration images (500)")
+    p.add_argument("--exist-ok", action="store_true", help=f"engine: {EXIST_OK_HELP}")
+    p.add_argument("--plugin", type=Path, help=PLUGIN_HELP)
     p.add_argument("--batch-profile", type=_batch_profile, help="MIN,OPT,MAX batch for a dynamic-batch graph (1,1,8)")
     p.add_argument("--workspace", type=positive, default=4.0, help="builder workspace in GiB (4)")
     p.add_argument("--timing-cache", type=Path, help="timing cache file, loaded if present and saved after the build")
@@ -219,35 +256,40 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
         "--strict-precision", action="store_true",
         help="fail (after writing the engine) when the engine inspector shows the precision was not realised",
     )  # fmt: skip
-    p.set_defaults(run=run_build)
 
 
 def run_build(args: argparse.Namespace) -> None:
-    from edge_lwdetr.engine.build import build, output_paths
+    from edge_lwdetr.engine.build import output_paths
 
     output, graph = output_paths(args.onnx, args.precision, args.output)
     inputs = [args.onnx, args.calib_data, args.plugin]
     targets = {"--output": None if args.onnx_only else output, f"the {args.precision} graph": graph}
     with _outputs(inputs, targets, exist_ok=args.exist_ok, keep={"--output": "an engine"}):
-        build(
-            args.onnx,
-            precision=args.precision,
-            output=args.output,
-            calib_data=args.calib_data,
-            calib_count=args.calib_count,
-            onnx_only=args.onnx_only,
-            plugin=args.plugin,
-            msda=args.msda,
-            trt_version=args.trt_version or _default_trt_version(),
-            batch_profile=args.batch_profile,
-            workspace_gib=args.workspace,
-            timing_cache=args.timing_cache,
-            version_compatible=args.version_compatible,
-            dla_core=args.dla_core,
-            legacy_precision_flags=args.legacy_precision_flags,
-            strict_precision=args.strict_precision,
-            log=print,
-        )
+        _build(args, args.onnx, args.precision, args.output, args.onnx_only)
+
+
+def _build(args: argparse.Namespace, onnx: Path, precision: str, output: Path | None, onnx_only: bool) -> Path:
+    from edge_lwdetr.engine.build import build
+
+    return build(
+        onnx,
+        precision=precision,
+        output=output,
+        calib_data=args.calib_data,
+        calib_count=args.calib_count,
+        onnx_only=onnx_only,
+        plugin=args.plugin,
+        msda=args.msda,
+        trt_version=args.trt_version or _default_trt_version(),
+        batch_profile=args.batch_profile,
+        workspace_gib=args.workspace,
+        timing_cache=args.timing_cache,
+        version_compatible=args.version_compatible,
+        dla_core=args.dla_core,
+        legacy_precision_flags=args.legacy_precision_flags,
+        strict_precision=args.strict_precision,
+        log=print,
+    )
 
 
 def _add_model_arguments(p: argparse.ArgumentParser, model_help: str) -> None:
@@ -255,7 +297,7 @@ def _add_model_arguments(p: argparse.ArgumentParser, model_help: str) -> None:
                    help=f"{model_help}: {WEIGHTS_HELP}")  # fmt: skip
     p.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "torch"])
     p.add_argument("--imgsz", type=image_size, help=f"weights run with PyTorch: {IMGSZ_HELP}")
-    p.add_argument("--plugin", type=Path, help="MSDA plugin library for an engine (default: the one it was built with)")
+    p.add_argument("--plugin", type=Path, help=PLUGIN_HELP)
     p.add_argument("--device", help="weights run with PyTorch: cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--variant", help="weights: tiny|small|medium|large|xlarge, overriding the inferred architecture")
 
@@ -350,7 +392,7 @@ def _run_stream(args: argparse.Namespace) -> None:
 def _stream(args: argparse.Namespace, stop):
     from edge_lwdetr.backends import open_backend
     from edge_lwdetr.runtime.pipeline import run_stream
-    from edge_lwdetr.runtime.sinks import JsonlSink, VideoSink, WindowSink
+    from edge_lwdetr.runtime.sinks import JsonlSink, ProgressSink, VideoSink, WindowSink
     from edge_lwdetr.runtime.sources import Interrupted, open_source
 
     log = lambda message: print(message, file=sys.stderr)  # noqa: E731 - stdout carries the results
@@ -374,6 +416,8 @@ def _stream(args: argparse.Namespace, stop):
             sinks.append(JsonlSink(args.save_json))
         if args.show:
             sinks.append(WindowSink(f"edge-lwdetr: {args.source}", stop))
+        if not source.live:
+            sinks.append(ProgressSink(source.frame_count, Path(args.source).name))
         print(
             f"LW-DETR-{backend.variant} on {backend.name} ({getattr(backend, 'device', 'cpu')}), "
             f"{backend.image_size} px, source {args.source}{' (live)' if source.live else ''}"
@@ -426,7 +470,9 @@ def _add_eval(subparsers) -> None:
 def run_eval(args: argparse.Namespace) -> None:
     from edge_lwdetr import outputs
     from edge_lwdetr.backends import open_backend
+    from edge_lwdetr.artefacts import artefact_identity
     from edge_lwdetr.evaluation import METRICS, evaluate, find_annotations
+    from edge_lwdetr.profiling import environment
 
     annotations = find_annotations(args.data) if args.data.is_dir() else None
     with _outputs([args.model, args.plugin, annotations], {"--report": args.report}):
@@ -435,9 +481,12 @@ def run_eval(args: argparse.Namespace) -> None:
             metrics = evaluate(backend, args.data, args.max_images, log=lambda m: print(m, file=sys.stderr))
         finally:
             backend.close()
-        report = {"model": args.model, "backend": backend.name, **metrics}
+        report = {"edge_lwdetr_version": __version__, **artefact_identity(Path(args.model)), "backend": backend.name,
+                  **metrics, "environment": environment()}  # fmt: skip
         skipped = f" ({metrics['skipped_images']} missing or unreadable, skipped)" if metrics["skipped_images"] else ""
-        print(f"{metrics['images']} images{skipped}: " + ", ".join(f"{name} {metrics[name]:.4f}" for name in METRICS))
+        print(f"{metrics['images']} images{skipped}, {metrics['images_per_s']:.1f} images/s: "
+              + ", ".join(f"{name} {metrics[name]:.4f}" for name in METRICS))  # fmt: skip
+        print("  AP per class: " + ", ".join(f"{name} {ap:.3f}" for name, ap in metrics["per_class_ap"].items()))
         if args.report:
             outputs.write_text(args.report, json.dumps(report, indent=1))
             print(f"wrote {args.report}")
@@ -479,13 +528,16 @@ def run_profile(args: argparse.Namespace) -> None:
 def _profile(args: argparse.Namespace) -> None:
     from edge_lwdetr import outputs
     from edge_lwdetr.backends import open_backend
+    from edge_lwdetr.artefacts import artefact_identity
     from edge_lwdetr.profiling import compare_accuracy, environment, measure_latency, plot
 
     # TensorRT is timed as trtexec does it: CUDA-graph replay after the warm-up.
     backend = open_backend(
         args.model, args.backend, args.imgsz, args.plugin, not args.no_cuda_graph, args.device, args.variant
     )
-    report = {"model": args.model, "backend": backend.name, "image_size": backend.image_size, "environment": environment()}
+    report = {"edge_lwdetr_version": __version__, **artefact_identity(Path(args.model)), "backend": backend.name,
+              "provider": getattr(backend, "device", None), "threads": getattr(backend, "threads", None),
+              "batch": 1, "image_size": backend.image_size, "environment": environment()}  # fmt: skip
     report["cuda_graph"] = backend.name == "tensorrt" and not args.no_cuda_graph
     try:
         report["latency"] = measure_latency(backend, args.iterations, args.warmup)
@@ -521,11 +573,12 @@ def _gate_tolerance(args: argparse.Namespace):
     """The precision's default tolerances with the bounds the user set; None: all defaults (by precision)."""
     from dataclasses import replace
 
-    from edge_lwdetr.profiling import TOLERANCES, graph_precision
+    from edge_lwdetr.artefacts import artefact_precision
+    from edge_lwdetr.profiling import TOLERANCES
 
     given = {"min_recall": args.min_recall, "max_box_error_px": args.max_box_error, "max_score_error": args.max_score_error}
     given = {k: v for k, v in given.items() if v is not None}
-    return replace(TOLERANCES[graph_precision(Path(args.model))], **given) if given else None
+    return replace(TOLERANCES[artefact_precision(Path(args.model))], **given) if given else None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -533,6 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="edge-lwdetr", description="LW-DETR from PyTorch to TensorRT on NVIDIA Jetson, and live video inference"
     )
     parser.add_argument("--version", action="version", version=f"edge-lwdetr {__version__}")
+    parser.add_argument("--verbose", action="store_true", help="show the libraries' logs (ModelOpt, polygraphy)")
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_export(subparsers)
     _add_rewrite(subparsers)
@@ -614,6 +668,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _one_line_warning
     try:
         args = build_parser().parse_args(argv)
+        quiet.verbose = args.verbose
         with stop_raises():
             args.run(args)
     except (EdgeLwdetrError, UsageError) as error:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import time
 from pathlib import Path
 
 import cv2
@@ -73,6 +74,7 @@ def evaluate(backend: Backend, data: Path, max_images: int | None = None, log=pr
             "the annotations are for another label set; map them to the model's ids"
         )
     results, evaluated = [], []
+    started = time.perf_counter()
     for image_id in tqdm(image_ids, desc="evaluating", unit="img"):
         name = ground_truth.loadImgs(image_id)[0].get("file_name", "")
         path = next((p for p in (data / name, data / "images" / name) if name and p.is_file()), None)
@@ -86,8 +88,10 @@ def evaluate(backend: Backend, data: Path, max_images: int | None = None, log=pr
             results.append({"image_id": image_id, "category_id": det.label, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": det.score})
     if not evaluated:
         raise EdgeLwdetrError(f"none of the {len(image_ids)} images of {annotations} could be read under {data}")
+    seconds = time.perf_counter() - started
 
-    metrics = dict.fromkeys(METRICS, 0.0)
+    metrics = dict.fromkeys(METRICS + ("AR100",), 0.0)
+    per_class = {ground_truth.cats[c].get("name", str(c)): 0.0 for c in sorted(known)}
     results = [r for r in results if r["category_id"] in known]
     if results:
         with contextlib.redirect_stdout(io.StringIO()):
@@ -97,8 +101,18 @@ def evaluate(backend: Backend, data: Path, max_images: int | None = None, log=pr
             evaluation.accumulate()
             evaluation.summarize()
         metrics = {name: max(float(value), 0.0) for name, value in zip(METRICS, evaluation.stats)}
+        metrics["AR100"] = max(float(evaluation.stats[8]), 0.0)
+        # precision[T, R, K, A, M]: all IoU thresholds and recall points, class k, all areas, 100 detections.
+        precision = evaluation.eval["precision"]
+        for k, category in enumerate(evaluation.params.catIds):
+            values = precision[:, :, k, 0, -1]
+            per_class[ground_truth.cats[category].get("name", str(category))] = (
+                float(values[values > -1].mean()) if (values > -1).any() else 0.0
+            )
     return {
         "images": len(evaluated),
+        "images_per_s": len(evaluated) / seconds if seconds > 0 else 0.0,
+        "per_class_ap": per_class,
         "skipped_images": len(image_ids) - len(evaluated),
         "annotations": str(annotations),
         **metrics,

@@ -19,10 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_lwdetr.artefacts import artefact_precision
 from edge_lwdetr.backends import Backend
 from edge_lwdetr.device import gpu_info
 from edge_lwdetr.labels import default_id2label
 from edge_lwdetr.processing import postprocess, to_model_input
+from edge_lwdetr.quiet import polygraphy_quiet
 
 
 def _version(package: str) -> str | None:
@@ -139,8 +141,12 @@ def polygraphy_runner(path: Path, plugin: Path | None):
     if path.suffix in (".engine", ".plan"):
         from polygraphy.backend.trt import EngineFromBytes, TrtRunner
 
-        if plugin is not None:
-            ctypes.CDLL(str(plugin), mode=ctypes.RTLD_GLOBAL)
+        from edge_lwdetr.engine.plugin import plugin_library
+        from edge_lwdetr.engine.sidecar import read_sidecar
+
+        sidecar = read_sidecar(path) or {}
+        if plugin is not None or (sidecar.get("msda") == "plugin" and not sidecar.get("plugin_serialized")):
+            ctypes.CDLL(str(plugin_library(plugin, sidecar.get("plugin"))), mode=ctypes.RTLD_GLOBAL)
         return TrtRunner(EngineFromBytes(path.read_bytes()), name=path.name)
     from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
 
@@ -172,29 +178,6 @@ TOLERANCES = {
 GATE_FRAME_SIZE = 512
 GATE_CONF = 0.3  # the reference's detections above this are what must be found again
 GATE_FALLBACK_TOP = 5  # where a reference finds nothing above GATE_CONF (random weights), its top 5 per frame
-
-
-def graph_precision(path: Path) -> str:
-    """fp32, fp16 or int8 as the artefact carries it: Q/DQ nodes mean INT8, float16 tensors FP16; an engine's
-    sidecar names its precision."""
-    if path.suffix in (".engine", ".plan"):
-        from edge_lwdetr.engine.sidecar import read_sidecar, sidecar_path
-
-        # An engine built elsewhere (trtexec) has no sidecar: FP16, the precision engines are built in most.
-        return read_sidecar(path).get("precision", "fp16") if sidecar_path(path).is_file() else "fp16"
-    if path.suffix != ".onnx":
-        return "fp32"
-    from edge_lwdetr.export.rewrite import load_onnx
-
-    model = load_onnx(path)
-    if any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in model.graph.node):
-        return "int8"
-    fp16 = 10  # onnx.TensorProto.FLOAT16
-    if any(i.data_type == fp16 for i in model.graph.initializer) or any(
-        node.op_type == "Cast" and any(a.name == "to" and a.i == fp16 for a in node.attribute) for node in model.graph.node
-    ):
-        return "fp16"
-    return "fp32"
 
 
 def gate_frames(count: int, seed: int = 3) -> list[np.ndarray]:
@@ -285,10 +268,11 @@ def compare_accuracy(
     meta = {p.key: p.value for p in reference_graph.metadata_props}
     image_size = int(meta.get("edge_lwdetr.image_size") or reference_graph.graph.input[0].type.tensor_type.shape.dim[2].dim_value)
     labels = json.loads(meta.get("edge_lwdetr.id2label", "{}"))
-    precision = graph_precision(model)
+    precision = artefact_precision(model)
     tolerance = tolerance or TOLERANCES[precision]
     frames = gate_frames(samples)
     feeds = [{"images": to_model_input(frame, image_size)[None]} for frame in frames]
+    polygraphy_quiet()
     runners = [polygraphy_runner(reference, None), polygraphy_runner(model, plugin)]
     results = Comparator.run(runners, data_loader=feeds)
     (_, reference_runs), (_, model_runs) = results
@@ -315,24 +299,36 @@ PLOT_SUFFIXES = (".png", ".svg", ".pdf", ".jpg")  # formats matplotlib writes wi
 
 
 def plot(report: dict, path: Path) -> None:
-    """Latency histogram (host) and the per-stage breakdown (mean ms), as a PNG."""
+    """Latency over the timed iterations (warm-up effects and throttling show as trends), its histogram, the p50/p99
+    per stage, and the accuracy verdict in the title, as an image (PNG, SVG, PDF or JPG by the suffix)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     latency = report["latency"]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    left.hist(latency["host_samples_ms"], bins=40, color="#3b7dd8")
-    left.axvline(latency["host_latency_ms"]["p50"], color="k", linestyle="--", label="p50")
-    left.axvline(latency["host_latency_ms"]["p99"], color="r", linestyle=":", label="p99")
-    left.set(title=f"inference latency ({report['backend']})", xlabel="ms", ylabel="iterations")
-    left.legend()
+    samples = latency["host_samples_ms"]
+    figure, (over_time, histogram, stages_axis) = plt.subplots(1, 3, figsize=(16, 4))
+    over_time.plot(range(1, len(samples) + 1), samples, color="#3b7dd8", linewidth=0.8)
+    over_time.axhline(latency["host_latency_ms"]["p50"], color="k", linestyle="--", label="p50")
+    over_time.set(title="latency over time", xlabel="iteration", ylabel="ms")
+    over_time.legend()
+    histogram.hist(samples, bins=40, color="#3b7dd8")
+    histogram.axvline(latency["host_latency_ms"]["p50"], color="k", linestyle="--", label="p50")
+    histogram.axvline(latency["host_latency_ms"]["p99"], color="r", linestyle=":", label="p99")
+    histogram.set(title=f"inference latency ({report['backend']})", xlabel="ms", ylabel="iterations")
+    histogram.legend()
     stages = latency["stages_ms"]
-    right.barh(list(stages), [s["mean"] for s in stages.values()], color="#e07b39")
-    right.set(title="mean time per stage", xlabel="ms")
-    right.invert_yaxis()
-    figure.suptitle(f"{Path(report['model']).name}: {latency['throughput_fps']:.1f} inferences/s")
+    rows = np.arange(len(stages))
+    stages_axis.barh(rows - 0.2, [s["p50"] for s in stages.values()], height=0.4, color="#e07b39", label="p50")
+    stages_axis.barh(rows + 0.2, [s["p99"] for s in stages.values()], height=0.4, color="#8c3b12", label="p99")
+    stages_axis.set_yticks(rows, list(stages))
+    stages_axis.set(title="time per stage", xlabel="ms")
+    stages_axis.invert_yaxis()
+    stages_axis.legend()
+    accuracy = report.get("accuracy")
+    verdict = "" if accuracy is None else f"; accuracy {'PASS' if accuracy['passed'] else 'FAIL'} ({accuracy['precision']})"
+    figure.suptitle(f"{Path(report['model']).name}: {latency['throughput_fps']:.1f} inferences/s{verdict}")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

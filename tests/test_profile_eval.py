@@ -47,6 +47,10 @@ def test_evaluation_of_perfect_detections_is_one(tmp_path):
     metrics = evaluate(OracleBackend(annotations, 6), folder)
     assert metrics["images"] == 6
     assert metrics["mAP"] == pytest.approx(1.0) and metrics["mAP50"] == pytest.approx(1.0)
+    assert metrics["AR100"] == pytest.approx(1.0) and metrics["images_per_s"] > 0
+    present = {a["category_id"] for a in annotations}
+    names = {c["id"]: c["name"] for c in json.loads((folder / "annotations.json").read_text())["categories"]}
+    assert {names[c]: metrics["per_class_ap"][names[c]] for c in present} == {names[c]: pytest.approx(1.0) for c in present}
 
 
 def test_eval_cli_report_and_floor(native_export, tmp_path, capsys):

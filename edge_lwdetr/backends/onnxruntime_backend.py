@@ -53,6 +53,7 @@ class OnnxRuntimeBackend:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        self.threads = threads or 0  # 0: ONNX Runtime's default, one per physical core
         # onnxruntime-gpu lists the CUDA provider even on machines without a GPU, then fails noisily: ask the driver.
         wanted = ("CUDAExecutionProvider", "CPUExecutionProvider") if gpu_info() else ("CPUExecutionProvider",)
         providers = [p for p in wanted if p in ort.get_available_providers()]

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from edge_lwdetr.device import gpu_info
+from edge_lwdetr.engine.plugin import plugin_library
 from edge_lwdetr.engine.sidecar import IoTensor, check_sidecar, metadata_without_sidecar, read_sidecar
 from edge_lwdetr.errors import EdgeLwdetrError
 from edge_lwdetr.labels import default_id2label
@@ -134,14 +135,12 @@ class TensorRTBackend:
             raise EdgeLwdetrError(
                 f"{engine_path} carries its MSDA plugin library (built with --version-compatible): drop --plugin"
             )
-        library = plugin
+        library = plugin_library(plugin) if plugin is not None else None
         if library is None and sidecar is not None and sidecar.get("msda") == "plugin" and not serialized:
-            library = Path(sidecar.get("plugin") or "")
+            library = plugin_library(None, sidecar.get("plugin"))
         # A version-compatible plan built with our plugin carries the library and TensorRT loads it from the plan
         # (trtexec's README: with --setPluginsToSerialize no --dynamicPlugins is needed to run it).
         if library is not None:
-            if not library.is_file():
-                raise EdgeLwdetrError(f"the engine needs the MSDA plugin library: pass --plugin (not found: {library})")
             ctypes.CDLL(str(library), mode=ctypes.RTLD_GLOBAL)  # static registration (plugins/msda/README.md)
         logger = trt.Logger(trt.Logger.WARNING)
         if not trt.init_libnvinfer_plugins(logger, ""):

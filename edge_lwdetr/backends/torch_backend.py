@@ -43,6 +43,7 @@ class TorchBackend:
         self.model, self.variant, self.id2label = loaded.model, loaded.variant, loaded.id2label
         self.image_size = image_size
         self.stage_ms: dict[str, float] = {}
+        self.threads = torch.get_num_threads()
 
     def infer(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         start = time.perf_counter()

@@ -14,15 +14,17 @@ from typing import Callable
 import onnx
 
 from edge_lwdetr import __version__
+from edge_lwdetr.engine.plugin import plugin_library
 from edge_lwdetr.engine.precision_report import describe
 from edge_lwdetr.engine.sidecar import write_sidecar
 from edge_lwdetr.errors import EdgeLwdetrError
-from edge_lwdetr.export.msda_onnx import NATIVE, form_of, msda_nodes
-from edge_lwdetr.export.rewrite import load_onnx, rewrite_msda
+from edge_lwdetr.artefacts import graph_precision
+from edge_lwdetr.export.msda_onnx import msda_nodes
+from edge_lwdetr.export.rewrite import load_onnx, rewrite_msda, to_native
 from edge_lwdetr.hashing import sha256_of
 from edge_lwdetr.outputs import atomic_file, write_bytes
+from edge_lwdetr.quiet import libraries_quiet
 
-DEFAULT_PLUGIN = Path("build/plugins/libedge_lwdetr_plugins.so")
 DEFAULT_BATCH_PROFILE = (1, 1, 8)
 
 
@@ -60,28 +62,28 @@ def build(
     started = time.perf_counter()
     if precision not in ("fp32", "fp16", "int8"):
         raise EdgeLwdetrError(f"--precision {precision} is unknown: choose fp32, fp16 or int8")
-    if precision == "int8" and calib_data is None:
-        raise EdgeLwdetrError("int8 needs calibration images: pass --calib-data with an image folder or a video")
     model = load_onnx(onnx_path)
     nodes = msda_nodes(model)
     if not nodes:
         raise EdgeLwdetrError(
             f"{onnx_path} has no MSDA node, so no plugin layer could be made: it is not an `edge-lwdetr export` graph"
         )
-    if precision != "fp32" and any(form_of(node) is not NATIVE for node in nodes):
+    # A precision graph made elsewhere (on an x86 box with ModelOpt) is built as it is: the device then needs
+    # neither ModelOpt nor torch. Its precision cannot be changed here: ModelOpt works from FP32.
+    carried = graph_precision(model)
+    if carried != "fp32" and carried != precision:
         raise EdgeLwdetrError(
-            f"{onnx_path} is already rewritten to plugin nodes; {precision} needs the native export: "
-            "edge-lwdetr export --msda native"
+            f"{onnx_path} is an {carried} graph, so it cannot give an {precision} engine: build it with --precision "
+            f"{carried}, or export the weights again (edge-lwdetr export --format engine --precision {precision})"
         )
+    if precision == "int8" and carried != "int8" and calib_data is None:
+        raise EdgeLwdetrError("int8 needs calibration images: pass --calib-data with an image folder or a video")
+    if msda == "native" and not onnx_only:
+        raise EdgeLwdetrError("--msda native keeps the portable graph, which is no engine input: use --onnx-only")
     output, graph_path = output_paths(onnx_path, precision, output)
     _check_writable(output)
     if not onnx_only and msda == "plugin":
-        plugin = plugin or Path(os.environ.get("EDGE_LWDETR_PLUGIN", DEFAULT_PLUGIN))
-        if not plugin.is_file():
-            raise EdgeLwdetrError(
-                f"plugin library not found: {plugin}; build it with `cmake -S plugins/msda -B build/plugins && "
-                "cmake --build build/plugins` and pass --plugin, or stop at the graph with --onnx-only"
-            )
+        plugin = plugin_library(plugin)
     if not onnx_only:
         from edge_lwdetr.engine.trt_builder import import_tensorrt
 
@@ -90,16 +92,21 @@ def build(
     meta = {p.key: p.value for p in model.metadata_props}
     image_size = int(meta.get("edge_lwdetr.image_size") or model.graph.input[0].type.tensor_type.shape.dim[2].dim_value)
     calibration = None
-    if precision == "int8":
+    if precision == "int8" and carried != "int8":
         from edge_lwdetr.engine.calibration import calibration_images
 
         calibration = calibration_images(calib_data, calib_count, image_size)
-    if precision != "fp32":
+    if precision != "fp32" and carried == precision:
+        log(f"{onnx_path} already is an {precision} graph: built as it is")
+    elif precision != "fp32":
         from edge_lwdetr.engine.precision import precision_graph
 
+        model = to_native(model)
         log(f"making the {precision} graph with ModelOpt (CPU)")
-        model = precision_graph(model, precision, calibration)
-    model = rewrite_msda(model, msda, trt_version, str(onnx_path))
+        with libraries_quiet():
+            model = precision_graph(model, precision, calibration)
+    if msda != "native":
+        model = rewrite_msda(model, msda, trt_version, str(onnx_path))
     onnx.checker.check_model(model, full_check=True)
     with atomic_file(graph_path) as temporary:
         onnx.save(model, temporary)

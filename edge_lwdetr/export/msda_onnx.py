@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import onnx
 from onnx import TensorProto, helper
 
-from edge_lwdetr.model.msda import ONNX_DOMAIN, ONNX_OP
+from edge_lwdetr.onnx_contract import ONNX_DOMAIN, ONNX_OP
 
 
 @dataclass(frozen=True)

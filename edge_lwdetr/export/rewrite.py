@@ -17,7 +17,10 @@ from edge_lwdetr.export.msda_onnx import (
     FORMS,
     PLUGIN_VERSION,
     builtin_plugin_version,
+    default_opset,
     msda_nodes,
+    num_levels_of,
+    reference_function,
 )
 
 METADATA_KEY = "edge_lwdetr.msda"
@@ -30,6 +33,25 @@ def load_onnx(path: Path) -> onnx.ModelProto:
         return onnx.load(path)
     except Exception as error:  # noqa: BLE001 - protobuf raises several types for garbage input
         raise EdgeLwdetrError(f"{path} is not an ONNX model ({type(error).__name__}); pass a .onnx file") from None
+
+
+def to_native(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of `model` whose MSDA nodes, of any form, are the native node calling the reference body: what
+    ModelOpt quantizes and what `rewrite_msda` starts from. Plugin forms differ from it only in the node's name
+    and plugin attributes (and int32 level constants, which the reference body reads as well)."""
+    native = onnx.ModelProto()
+    native.CopyFrom(model)
+    nodes = msda_nodes(native)
+    for node in nodes:
+        node.op_type, node.domain = FORMS["native"].op_type, FORMS["native"].domain
+        del node.attribute[:]  # the native node has none; the plugin forms' are plugin_version/plugin_namespace
+    kept = [f for f in native.functions if (f.domain, f.name) != (FORMS["native"].domain, FORMS["native"].op_type)]
+    del native.functions[:]
+    native.functions.extend(kept)
+    if nodes:
+        native.functions.append(reference_function(FORMS["native"], num_levels_of(native, nodes[0]), default_opset(native)))
+    _keep_metadata(model, native, "native")
+    return native
 
 
 def rewrite_msda(model: onnx.ModelProto, target: str, trt_version: str = "10.3", source: str = "model") -> onnx.ModelProto:

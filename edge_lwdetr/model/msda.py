@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edge_lwdetr.onnx_contract import ONNX_DOMAIN, ONNX_OP
+
 
 def level_start_index(spatial_shapes: tuple[tuple[int, int], ...]) -> list[int]:
     starts, total = [], 0
@@ -58,8 +60,6 @@ def ms_deform_attn_reference(
 
 # The portable ONNX form of MSDA: one node per call, whose reference body edge_lwdetr.export attaches as an
 # ONNX local function (plugins/README.md).
-ONNX_DOMAIN = "edge_lwdetr"
-ONNX_OP = "MultiScaleDeformableAttention"
 
 
 def ms_deform_attn(

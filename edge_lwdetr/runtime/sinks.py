@@ -118,6 +118,26 @@ class JsonlSink:
         return self.lines > 0
 
 
+class ProgressSink:
+    """A progress bar over a file's frames on stderr (tqdm: off when stderr is not a terminal, so logs stay clean)."""
+
+    wants_image = False
+
+    def __init__(self, total: int, description: str):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total or None, desc=description, unit="frame", disable=None, leave=False)
+
+    def write(self, frame: np.ndarray, record: dict) -> None:
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+    def wrote(self) -> bool:
+        return False
+
+
 def window_support() -> str | None:
     """None when cv2.imshow can open a window here, else why it cannot and how to fix it."""
     gui = next((l.split(":", 1)[1].strip() for l in cv2.getBuildInformation().splitlines() if l.strip().startswith("GUI:")), "")
