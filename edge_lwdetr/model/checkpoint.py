@@ -66,10 +66,13 @@ ORIGINAL_RULES: list[tuple[str, str | None]] = [
     (r"^backbone\.0\.projector\.stages_sampling\.(\d+)\.(\d+)\.", r"projector.levels.\1.samplers.\2."),
     (r"^backbone\.0\.projector\.stages\.(\d+)\.0\.", r"projector.levels.\1.c2f."),
     (r"^backbone\.0\.projector\.stages\.(\d+)\.1\.", r"projector.levels.\1.norm."),
+    # Without --lite_refpoint_refine the decoder holds the box head too: the same module as `bbox_embed`, saved twice.
+    (r"^transformer\.decoder\.bbox_embed\.", DROP),
     (r"^transformer\.decoder\.", "decoder."),
     (r"^transformer\." + _ENC_HEADS + r"\.0\.", r"\1."),
     (r"^transformer\." + _ENC_HEADS + r"\.\d+\.", DROP),
     (r"^(query_feat|refpoint_embed|class_embed|bbox_embed)\.", r"\1."),
+    (r"^backbone\.1\.", DROP),  # `--position_embedding learned`: memory position embeddings the decoder never reads
 ]
 
 # Published transformers configs once shipped ViT out_indices shifted by one (transformers counts the patch
@@ -237,3 +240,107 @@ def infer_config(state: dict[str, torch.Tensor], variant: str | None, num_querie
         raise EdgeLwdetrError(f"unknown variant '{variant}': choose one of {', '.join(VARIANTS)}")
     config = dataclasses.replace(VARIANTS[variant], num_classes=num_classes)
     return dataclasses.replace(config, num_queries=num_queries) if num_queries else config
+
+
+# The original `main.py` parser defaults, for checkpoints saved before an argument existed.
+ORIGINAL_DEFAULTS: dict[str, Any] = {
+    "encoder": "vit_tiny",
+    "vit_encoder_num_layers": 12,
+    "window_block_indexes": None,
+    "out_feature_indexes": [-1],
+    "projector_scale": "P4",
+    "hidden_dim": 256,
+    "sa_nheads": 8,
+    "ca_nheads": 8,
+    "dec_n_points": 4,
+    "dec_layers": 3,
+    "dim_feedforward": 2048,
+    "num_queries": 300,
+    "num_select": 100,
+    "two_stage": False,
+    "bbox_reparam": False,
+    "lite_refpoint_refine": False,
+    "decoder_norm": "LN",
+}
+ORIGINAL_ENCODERS = {"vit_tiny": 192, "vit_small": 384, "vit_base": 768}  # `models/backbone/backbone.py`
+ORIGINAL_SCALES = {"P3": 2.0, "P4": 1.0, "P5": 0.5}
+
+
+@dataclasses.dataclass(frozen=True)
+class OriginalArgs:
+    """What an original checkpoint's `args` tell: the architecture, the post-processing top-k, the export size."""
+
+    config: LwDetrConfig
+    num_select: int
+    image_size: int | None
+
+
+def config_from_original_args(args: Any, num_classes: int, source: str) -> OriginalArgs:
+    """The architecture the original code builds from its `main.py` arguments (`args` of a `.pth`, read as data).
+
+    Arguments that only train (learning rates, losses, dropout, EMA, group_detr) do not change the inference graph
+    and are ignored; every argument that does is honoured, or refused in one line naming it and its value.
+    """
+    get = {name: getattr(args, name, default) for name, default in ORIGINAL_DEFAULTS.items()}
+
+    def refuse(name: str, why: str) -> EdgeLwdetrError:
+        value = get[name]
+        shown = " ".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+        return EdgeLwdetrError(f"{source} was trained with --{name} {shown}: {why}")
+
+    encoder = get["encoder"]
+    if encoder not in ORIGINAL_ENCODERS:
+        raise refuse("encoder", f"edge-lwdetr builds the ViT encoders only ({', '.join(ORIGINAL_ENCODERS)})")
+    depth = get["vit_encoder_num_layers"]
+    if not isinstance(depth, int) or depth < 1:
+        raise refuse("vit_encoder_num_layers", "the ViT needs at least one block")
+    if get["window_block_indexes"] is None:
+        raise refuse("window_block_indexes", "the original code asserts a list of window blocks")
+    windows = tuple(i for i in range(depth) if i in get["window_block_indexes"])  # `i in window_block_indexes`
+    outs = {i + depth if i < 0 else i for i in get["out_feature_indexes"]}
+    out_blocks = tuple(i for i in range(depth) if i in outs)
+    if not out_blocks or out_blocks[-1] != depth - 1:
+        raise refuse("out_feature_indexes", f"the original code asserts that the last block ({depth - 1}) is one")
+    scales = get["projector_scale"]
+    if isinstance(scales, str) or list(scales) != sorted(scales):
+        raise refuse("projector_scale", "the original code asserts a list of levels in ascending order")
+    for level in scales:
+        if level not in ORIGINAL_SCALES:
+            raise refuse("projector_scale", f"level {level} is not built (P6 fails in the original's projector); "
+                         "use P3, P4 and P5")
+    d_model = get["hidden_dim"]
+    for name in ("sa_nheads", "ca_nheads"):
+        if get[name] < 1 or d_model % get[name]:
+            raise refuse(name, f"--hidden_dim {d_model} is not a multiple of it")
+    if d_model % 2:
+        raise refuse("hidden_dim", "the box position embedding needs an even width")
+    if get["decoder_norm"] not in ("LN", "Identity"):
+        raise refuse("decoder_norm", "the original code knows LN and Identity")
+    for name in ("dec_n_points", "dec_layers", "dim_feedforward", "num_queries", "num_select"):
+        if not isinstance(get[name], int) or get[name] < 1:
+            raise refuse(name, "must be a positive integer")
+    config = LwDetrConfig(
+        vit_width=ORIGINAL_ENCODERS[encoder],
+        vit_depth=depth,
+        window_blocks=windows,
+        out_blocks=out_blocks,
+        projector_scales=tuple(ORIGINAL_SCALES[level] for level in scales),
+        d_model=d_model,
+        sa_heads=get["sa_nheads"],
+        ca_heads=get["ca_nheads"],
+        n_points=get["dec_n_points"],
+        num_queries=get["num_queries"],
+        num_classes=num_classes,
+        dec_layers=get["dec_layers"],
+        ffn_dim=get["dim_feedforward"],
+        two_stage=bool(get["two_stage"]),
+        bbox_reparam=bool(get["bbox_reparam"]),
+        lite_refpoint_refine=bool(get["lite_refpoint_refine"]),
+        decoder_norm=get["decoder_norm"] == "LN",
+        border_proposals="rank",
+    )
+    if get["num_select"] > config.num_queries * num_classes:
+        raise refuse("num_select", f"more than the {config.num_queries} queries x {num_classes} classes")
+    shape = getattr(args, "shape", None)  # `export_model --shape W H`
+    image_size = shape[0] if isinstance(shape, (list, tuple)) and len(shape) == 2 and shape[0] == shape[1] else None
+    return OriginalArgs(config, get["num_select"], image_size)
