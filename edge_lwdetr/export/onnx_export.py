@@ -131,6 +131,8 @@ def add_metadata(model: onnx.ModelProto, loaded: LoadedModel, weights, imgsz: in
         "edge_lwdetr.image_size": str(imgsz),
         "edge_lwdetr.batch": batch,
         "edge_lwdetr.num_queries": str(config.num_queries),
+        # Two-stage proposals at the border: "rank" (the original code's selection) or "exclude" (transformers').
+        "edge_lwdetr.border_proposals": config.border_proposals,
         "edge_lwdetr.id2label": json.dumps({str(k): v for k, v in loaded.id2label.items()}),
         "edge_lwdetr.normalization": json.dumps(
             {"input": "RGB, NCHW, float32 in [0, 1]", "mean": IMAGENET_MEAN.tolist(), "std": IMAGENET_STD.tolist()}
@@ -139,6 +141,10 @@ def add_metadata(model: onnx.ModelProto, loaded: LoadedModel, weights, imgsz: in
         "edge_lwdetr.source_sha256": sha256_of(*loaded.weights_files),
         METADATA_KEY: "native",
     }
+    if loaded.num_select:  # the original checkpoint's --num_select: how many (query, class) pairs it evaluated
+        props["edge_lwdetr.num_select"] = str(loaded.num_select)
+    if loaded.weights_key:  # which entry of a training checkpoint: 'model' or 'ema_model'
+        props["edge_lwdetr.weights_key"] = loaded.weights_key
     del model.metadata_props[:]
     for key, value in props.items():
         model.metadata_props.add(key=key, value=value)

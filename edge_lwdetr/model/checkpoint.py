@@ -79,18 +79,25 @@ ORIGINAL_RULES: list[tuple[str, str | None]] = [
 # embedding as stage 0): these are the shifted values and the correct ones.
 SHIFTED_OUT_INDICES = {(1, 3, 5): (2, 4, 6), (2, 4, 5, 9): (3, 5, 6, 10)}
 
-# transformers config fields whose value this implementation fixes; anything else is another architecture.
+# transformers config fields whose value this implementation fixes; anything else is another architecture. The
+# fields that change the graph and are honoured: backbone hidden_size, num_hidden_layers, num_attention_heads,
+# window_block_indices, out_indices, pretrain_image_size; projector_scale_factors, c2f_num_blocks, d_model,
+# decoder_layers, decoder_ffn_dim, decoder_self/cross_attention_heads, decoder_n_points, num_queries, num_labels.
+# Training-only fields (dropouts, group_detr, losses, init) do not change inference.
 _FIXED_HF_FIELDS = {
     "activation_function": "silu",
     "decoder_activation_function": "relu",
     "hidden_expansion": 0.5,
+    "batch_norm_eps": 1e-5,
+    "attention_bias": True,
 }
 _FIXED_HF_VIT_FIELDS = {
     "hidden_act": "gelu",
     "mlp_ratio": 4,
     "patch_size": 16,
     "num_windows": 16,
-    "pretrain_image_size": 224,
+    "num_channels": 3,
+    "layer_norm_eps": 1e-6,
     "qkv_bias": True,
     "use_absolute_position_embeddings": True,
 }
@@ -180,10 +187,13 @@ def config_from_transformers(hf: dict[str, Any], source: str) -> LwDetrConfig:
     vit = hf.get("backbone_config") or {}
     for fields, values, where in ((_FIXED_HF_FIELDS, hf, ""), (_FIXED_HF_VIT_FIELDS, vit, "backbone_config.")):
         for name, expected in fields.items():
-            if name in values and values[name] != expected:
+            value = values.get(name, expected)
+            if isinstance(value, list) and len(set(value)) == 1:  # patch_size [16, 16]
+                value = value[0]
+            if value != expected:
                 raise EdgeLwdetrError(
-                    f"{source} sets {where}{name}={values[name]!r}; the published LW-DETR architecture, the only "
-                    f"one edge-lwdetr builds, has {expected!r}"
+                    f"{source} sets {where}{name}={values[name]!r}; edge-lwdetr builds LW-DETR with {name}="
+                    f"{expected!r} only: convert the model with that value or run it in transformers"
                 )
     try:
         out_indices = tuple(vit["out_indices"])
@@ -213,9 +223,20 @@ def config_from_transformers(hf: dict[str, Any], source: str) -> LwDetrConfig:
             dec_layers=hf.get("decoder_layers", 3),
             ffn_dim=hf.get("decoder_ffn_dim", 2048),
             c2f_blocks=hf.get("c2f_num_blocks", 3),
+            pretrain_grid=_pretrain_grid(vit.get("pretrain_image_size", 224), source),
         )
     except KeyError as missing:
         raise EdgeLwdetrError(f"{source} lacks the LW-DETR config field {missing}") from None
+
+
+def _pretrain_grid(size: Any, source: str) -> int:
+    side = size[0] if isinstance(size, (list, tuple)) and len(set(size)) == 1 else size
+    if not isinstance(side, int) or side % 16:
+        raise EdgeLwdetrError(
+            f"{source} sets backbone_config.pretrain_image_size={size!r}; edge-lwdetr builds square position "
+            "embeddings whose side is a multiple of the 16 px patch"
+        )
+    return side // 16
 
 
 def infer_config(state: dict[str, torch.Tensor], variant: str | None, num_queries: int | None) -> LwDetrConfig:
