@@ -185,3 +185,98 @@ def test_training_checkpoint_ema(tmp_path, capsys):
     bare = save_original(transformers_state(current, tmp_path / "c"), tmp_path / "release.pth", original_args())
     with pytest.raises(EdgeLwdetrError, match="release.pth holds no 'ema_model'.*drop --ema"):
         load_model(bare, ema=True)
+
+
+def original_forward(hf_model, images, two_stage=True, bbox_reparam=True, lite_refpoint_refine=True):
+    """The original code's inference (models/transformer.py Transformer.forward and TransformerDecoder, models/
+    lwdetr.py LWDETR.forward) restated on transformers' modules, with its three switches:
+    - two_stage: reference boxes from the top-scoring memory tokens (else the learned table alone);
+    - bbox_reparam: boxes as centre + delta * size, size * exp(delta); else proposals are logits (inverse sigmoid,
+      +inf at the border), deltas add in logit space and boxes are sigmoid(reference + delta);
+    - lite_refpoint_refine: the reference is computed once; else the box head refines it after every layer and
+      the outputs use the reference the last layer read.
+    """
+    model, decoder = hf_model.model, hf_model.model.decoder
+    pixel_mask = torch.ones(images.shape[0], *images.shape[2:], dtype=torch.long)
+    features = model.backbone(images, pixel_mask)
+    sources = [source for source, _ in features]
+    mask = torch.cat([m.flatten(1) for _, m in features], 1)
+    shapes = [tuple(source.shape[2:]) for source in sources]
+    memory = torch.cat([source.flatten(2).transpose(1, 2) for source in sources], 1)
+    queries = model.num_queries
+    learned = model.reference_point_embed.weight[:queries][None].expand(images.shape[0], -1, -1)
+    tgt = model.query_feat.weight[:queries][None].expand(images.shape[0], -1, -1)
+
+    def refine(reference, delta):
+        if not bbox_reparam:
+            return reference + delta
+        return torch.cat([delta[..., :2] * reference[..., 2:] + reference[..., :2],
+                          delta[..., 2:].exp() * reference[..., 2:]], -1)  # fmt: skip
+
+    if two_stage:
+        proposals = []
+        for level, (height, width) in enumerate(shapes):
+            y, x = torch.meshgrid(torch.arange(height) + 0.5, torch.arange(width) + 0.5, indexing="ij")
+            size = torch.full_like(x, 0.05 * 2.0**level)
+            proposals.append(torch.stack([x / width, y / height, size, size], -1).reshape(-1, 4))
+        proposals = torch.cat(proposals)[None]
+        valid = ((proposals > 0.01) & (proposals < 0.99)).all(-1, keepdim=True)
+        if bbox_reparam:
+            proposals = proposals.masked_fill(~valid, 0.0)
+        else:
+            proposals = torch.log(proposals / (1 - proposals)).masked_fill(~valid, float("inf"))
+        query = model.enc_output_norm[0](model.enc_output[0](memory.masked_fill(~valid, 0.0)))
+        coords = refine(proposals, model.enc_out_bbox_embed[0](query))
+        top = model.enc_out_class_embed[0](query).max(-1)[0].topk(queries, dim=1)[1]
+        reference = refine(torch.gather(coords, 1, top[..., None].repeat(1, 1, 4)), learned)
+    else:
+        reference = learned
+    spatial_shapes = torch.tensor(shapes)
+    level_start = torch.cat([spatial_shapes.new_zeros(1), spatial_shapes.prod(1).cumsum(0)[:-1]])
+    ratios = torch.ones(images.shape[0], len(shapes), 2)
+    for index, layer in enumerate(decoder.layers):
+        if index == 0 or not lite_refpoint_refine:
+            inputs, query_pos = decoder.get_reference(reference if bbox_reparam else reference.sigmoid(), ratios)
+        tgt = layer(tgt, position_embeddings=query_pos, reference_points=inputs, spatial_shapes=spatial_shapes,
+                    spatial_shapes_list=shapes, level_start_index=level_start, encoder_hidden_states=memory,
+                    encoder_attention_mask=mask)  # fmt: skip
+        if not lite_refpoint_refine and index < len(decoder.layers) - 1:
+            reference = refine(reference, hf_model.bbox_embed(tgt))
+    hidden = decoder.layernorm(tgt)
+    boxes = refine(reference, hf_model.bbox_embed(hidden))
+    return hf_model.class_embed(hidden), boxes if bbox_reparam else boxes.sigmoid()
+
+
+SWITCHES = [
+    dict(),  # the published setting: the restatement must reproduce transformers itself
+    dict(bbox_reparam=False),
+    dict(lite_refpoint_refine=False),
+    dict(bbox_reparam=False, lite_refpoint_refine=False),
+    dict(two_stage=False),
+    dict(two_stage=False, bbox_reparam=False),
+]
+
+
+@pytest.mark.parametrize("switches", SWITCHES, ids=lambda s: "+".join(f"no_{k}" for k in s) or "published")
+def test_original_switches(switches, tmp_path):
+    hf_model = save_hf_model("tiny", None, seed=3)
+    state = transformers_state(hf_model, tmp_path)
+    if not switches.get("two_stage", True):  # the original builds no encoder heads then
+        state = {k: v for k, v in state.items() if not k.startswith("transformer.enc_")}
+    if not switches.get("lite_refpoint_refine", True):  # the decoder holds the box head too, saved twice
+        state.update({f"transformer.decoder.{k}": v for k, v in state.items() if k.startswith("bbox_embed.")})
+    path = save_original(state, tmp_path / "switches.pth", original_args("tiny", **switches))
+    loaded = load_model(path)
+    if switches.get("two_stage", True):
+        images = torch.from_numpy(normalize(well_conditioned_images(loaded.model, 1, 256, seed=1)))
+    else:  # no top-k, so no near-ties to avoid
+        images = torch.randn(1, 3, 256, 256, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        logits, boxes = original_forward(hf_model, images, **switches)
+        if not switches:
+            reference = hf_model(pixel_values=images)
+            assert (logits - reference.logits).abs().max() <= 1e-5
+            assert (boxes - reference.pred_boxes).abs().max() <= 1e-5
+        ours = loaded.model(images)
+    assert (ours[0] - logits).abs().max().item() <= TOLERANCE
+    assert (ours[1] - boxes).abs().max().item() <= TOLERANCE
