@@ -33,6 +33,7 @@ def _add_predict(subparsers) -> None:
     p.add_argument("--save-json", type=Path, help="write the detections here as JSON")
     p.add_argument("--variant", help="tiny|small|medium|large|xlarge; overrides the inferred architecture")
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--ema", action="store_true", help="original training checkpoint: load its ema_model weights")
     p.set_defaults(run=run_predict)
 
 
@@ -58,7 +59,7 @@ def run_predict(args: argparse.Namespace) -> None:
     if not 0 <= args.conf < 1:
         raise EdgeLwdetrError(f"--conf {args.conf} is outside [0, 1)")
     image = read_image(Path(args.source))
-    backend = TorchBackend(args.weights, args.imgsz, args.variant, args.device)
+    backend = TorchBackend(args.weights, args.imgsz, args.variant, args.device, ema=args.ema)
     start = time.perf_counter()
     detections = detect(backend, image, args.conf)
     elapsed_ms = (time.perf_counter() - start) * 1000
@@ -110,6 +111,7 @@ def _add_export(subparsers) -> None:
     )
     p.add_argument("--trt-version", help="target TensorRT, for the builtin plugin's version (default: installed, else 10.3)")
     p.add_argument("--variant", help="tiny|small|medium|large|xlarge; overrides the inferred architecture")
+    p.add_argument("--ema", action="store_true", help="original training checkpoint: load its ema_model weights")
     p.set_defaults(run=run_export)
 
 
@@ -126,6 +128,7 @@ def run_export(args: argparse.Namespace) -> None:
         msda=args.msda,
         trt_version=args.trt_version or _default_trt_version(),
         variant=args.variant,
+        ema=args.ema,
         log=print,
     )
 

@@ -280,3 +280,21 @@ def test_original_switches(switches, tmp_path):
         ours = loaded.model(images)
     assert (ours[0] - logits).abs().max().item() <= TOLERANCE
     assert (ours[1] - boxes).abs().max().item() <= TOLERANCE
+
+
+def test_cli_ema(tmp_path, capsys):
+    import cv2
+    import numpy as np
+
+    from edge_lwdetr.cli import main
+
+    hf_model = save_hf_model("tiny", None, seed=3)
+    state = transformers_state(hf_model, tmp_path)
+    path = save_original(state, tmp_path / "checkpoint.pth", original_args(), ema_model=state)
+    image = tmp_path / "img.png"
+    cv2.imwrite(str(image), np.zeros((64, 64, 3), np.uint8))
+    capsys.readouterr()
+    assert main(["predict", "--weights", str(path), "--source", str(image), "--imgsz", "256", "--ema"]) == 0
+    assert "loaded the EMA weights ('ema_model')" in capsys.readouterr().err
+    assert main(["predict", "--weights", str(path), "--source", str(image), "--imgsz", "256"]) == 0
+    assert "pass --ema" in capsys.readouterr().err

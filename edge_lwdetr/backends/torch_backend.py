@@ -16,10 +16,15 @@ class TorchBackend:
     name = "torch"
 
     def __init__(
-        self, weights: str, image_size: int | None = None, variant: str | None = None, device: str | None = None
+        self,
+        weights: str,
+        image_size: int | None = None,
+        variant: str | None = None,
+        device: str | None = None,
+        ema: bool = False,
     ):
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        loaded = load_model(weights, variant, self.device)
+        loaded = load_model(weights, variant, self.device, ema=ema)
         image_size = image_size or loaded.image_size or DEFAULT_IMAGE_SIZE
         check_image_size(loaded.config, image_size, image_size)
         self.model, self.variant, self.id2label = loaded.model, loaded.variant, loaded.id2label

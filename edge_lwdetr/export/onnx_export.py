@@ -56,6 +56,7 @@ def export_onnx(
     trt_version: str = "10.3",
     variant: str | None = None,
     log: Callable[[str], None] = lambda message: None,
+    ema: bool = False,
 ) -> onnx.ModelProto:
     """Export `weights` to `output` at `imgsz` (default: the size the weights' folder names, else 640)."""
     if opset not in OPSETS:
@@ -68,7 +69,7 @@ def export_onnx(
         raise EdgeLwdetrError(f"cannot write {output}: folder {output.parent} does not exist")
 
     started = time.perf_counter()
-    loaded = load_model(weights, variant)
+    loaded = load_model(weights, variant, ema=ema)
     imgsz = imgsz or loaded.image_size or DEFAULT_IMAGE_SIZE
     check_image_size(loaded.config, imgsz, imgsz)
     log(f"loaded LW-DETR-{loaded.variant} from {weights}")
