@@ -157,9 +157,7 @@ def _fuse_projections(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return fused
 
 
-def convert_state_dict(
-    state: dict[str, torch.Tensor], num_queries: int
-) -> tuple[dict[str, torch.Tensor], list[str]]:
+def convert_state_dict(state: dict[str, torch.Tensor], num_queries: int) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Any supported layout -> this package's; returns the state dict and the keys no rule recognised.
 
     Query tables hold every Group-DETR group ([groups * num_queries, ...]); inference uses group 0, the first rows.
@@ -327,8 +325,10 @@ def config_from_original_args(args: Any, num_classes: int, source: str) -> Origi
         raise refuse("projector_scale", "the original code asserts a list of levels in ascending order")
     for level in scales:
         if level not in ORIGINAL_SCALES:
-            raise refuse("projector_scale", f"level {level} is not built (P6 fails in the original's projector); "
-                         "use P3, P4 and P5")
+            raise refuse(
+                "projector_scale",
+                f"level {level} is not built (P6 fails in the original's projector); use P3, P4 and P5",
+            )
     d_model = get["hidden_dim"]
     for name in ("sa_nheads", "ca_nheads"):
         if get[name] < 1 or d_model % get[name]:

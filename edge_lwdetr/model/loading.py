@@ -55,9 +55,7 @@ class TorchCheckpoint:
     has_ema: bool = False
 
 
-def load_model(
-    weights: str | Path, variant: str | None = None, device: str = "cpu", ema: bool = False
-) -> LoadedModel:
+def load_model(weights: str | Path, variant: str | None = None, device: str = "cpu", ema: bool = False) -> LoadedModel:
     """Build LW-DETR from `weights`: a folder (config.json + model.safetensors), a hub id, a .pth or .safetensors.
 
     The architecture comes from config.json, or from the `args` an original `.pth` saved, else from the weights'

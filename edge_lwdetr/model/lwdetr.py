@@ -84,9 +84,7 @@ class LWDETR(nn.Module):
             logits = logits.masked_fill(invalid, float("-inf"))
         return tokens, proposals, logits.amax(-1)
 
-    def select_reference_boxes(
-        self, memory: torch.Tensor, spatial_shapes: tuple[tuple[int, int], ...]
-    ) -> torch.Tensor:
+    def select_reference_boxes(self, memory: torch.Tensor, spatial_shapes: tuple[tuple[int, int], ...]) -> torch.Tensor:
         """Initial reference boxes [B, Q, 4]: (cx, cy, w, h), or their logits without `bbox_reparam`."""
         learned = self.refpoint_embed.weight.expand(memory.shape[0], -1, -1)
         if not self.config.two_stage:
