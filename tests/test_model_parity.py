@@ -5,6 +5,7 @@ import shutil
 
 import pytest
 import torch
+
 from hf_models import well_conditioned_images
 
 from edge_lwdetr.model.checkpoint import CheckpointWarning

@@ -10,8 +10,9 @@ import warnings
 
 import pytest
 import torch
-from hf_models import fails_with, save_hf_model, well_conditioned_images
 from safetensors.torch import load_file
+
+from hf_models import fails_with, save_hf_model, well_conditioned_images
 from test_original_checkpoint import original_args, save_original, transformers_to_original
 
 from edge_lwdetr.errors import EdgeLwdetrError
