@@ -302,14 +302,21 @@ def config_from_original_args(args: Any, num_classes: int, source: str) -> Origi
     """
     get = {name: getattr(args, name, default) for name, default in ORIGINAL_DEFAULTS.items()}
 
-    def refuse(name: str, why: str) -> EdgeLwdetrError:
+    def refuse(name: str, why: str, fix: str = "") -> EdgeLwdetrError:
         value = get[name]
         shown = " ".join(map(str, value)) if isinstance(value, (list, tuple)) else value
-        return EdgeLwdetrError(f"{source} was trained with --{name} {shown}: {why}")
+        fix = fix or (
+            "the original code cannot build this either: correct the argument in the checkpoint's args, or pass "
+            "--variant to load by tensor shapes"
+        )
+        return EdgeLwdetrError(f"{source} was trained with --{name} {shown}: {why}; {fix}")
 
     encoder = get["encoder"]
     if encoder not in ORIGINAL_ENCODERS:
-        raise refuse("encoder", f"edge-lwdetr builds the ViT encoders only ({', '.join(ORIGINAL_ENCODERS)})")
+        encoders = ", ".join(ORIGINAL_ENCODERS)
+        raise refuse(
+            "encoder", f"edge-lwdetr builds the ViT encoders only ({encoders})", "run it with the original code"
+        )
     depth = get["vit_encoder_num_layers"]
     if not isinstance(depth, int) or depth < 1:
         raise refuse("vit_encoder_num_layers", "the ViT needs at least one block")
@@ -325,10 +332,7 @@ def config_from_original_args(args: Any, num_classes: int, source: str) -> Origi
         raise refuse("projector_scale", "the original code asserts a list of levels in ascending order")
     for level in scales:
         if level not in ORIGINAL_SCALES:
-            raise refuse(
-                "projector_scale",
-                f"level {level} is not built (P6 fails in the original's projector); use P3, P4 and P5",
-            )
+            raise refuse("projector_scale", f"level {level} is not built (the original's projector fails on P6)")
     d_model = get["hidden_dim"]
     for name in ("sa_nheads", "ca_nheads"):
         if get[name] < 1 or d_model % get[name]:
@@ -339,7 +343,7 @@ def config_from_original_args(args: Any, num_classes: int, source: str) -> Origi
         raise refuse("decoder_norm", "the original code knows LN and Identity")
     for name in ("dec_n_points", "dec_layers", "dim_feedforward", "num_queries", "num_select"):
         if not isinstance(get[name], int) or get[name] < 1:
-            raise refuse(name, "must be a positive integer")
+            raise refuse(name, "it must be a positive integer")
     config = LwDetrConfig(
         vit_width=ORIGINAL_ENCODERS[encoder],
         vit_depth=depth,
@@ -361,7 +365,7 @@ def config_from_original_args(args: Any, num_classes: int, source: str) -> Origi
         border_proposals="rank",
     )
     if get["num_select"] > config.num_queries * num_classes:
-        raise refuse("num_select", f"more than the {config.num_queries} queries x {num_classes} classes")
+        raise refuse("num_select", f"more than the {config.num_queries} queries x {num_classes} classes to choose from")
     shape = getattr(args, "shape", None)  # `export_model --shape W H`
     image_size = shape[0] if isinstance(shape, (list, tuple)) and len(shape) == 2 and shape[0] == shape[1] else None
     return OriginalArgs(config, get["num_select"], image_size)
