@@ -160,6 +160,8 @@ def _load_torch_checkpoint(path: Path, variant: str | None, device: str, ema: bo
         notes.append(f"{path}: loaded 'model', not the EMA weights the file also holds: pass --ema for 'ema_model'")
     config, extra = None, {}
     args = checkpoint.args
+    if isinstance(args, dict):  # some training scripts save vars(args)
+        args = argparse.Namespace(**args)
     if args is not None and variant is None and _layout(checkpoint.state, str(path)) == "original":
         classes = checkpoint.state.get("class_embed.weight")
         from_args = config_from_original_args(args, classes.shape[0] if classes is not None else 91, str(path))
