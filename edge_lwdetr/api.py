@@ -84,7 +84,8 @@ class Detector:
 
     model: None for the bundled shapes model; backend: auto, tensorrt, onnxruntime or torch; imgsz: input size for
     weights (default: the size their folder names, else 640); conf: the default score threshold of predict();
-    plugin: the MSDA plugin library for an engine; device, variant: for weights run with PyTorch.
+    plugin: the MSDA plugin library for an engine; device, variant, ema (a training checkpoint's EMA weights): for
+    weights run with PyTorch.
     """
 
     def __init__(
@@ -96,6 +97,7 @@ class Detector:
         plugin: str | Path | None = None,
         device: str | None = None,
         variant: str | None = None,
+        ema: bool = False,
     ):
         from edge_lwdetr.backends import open_backend
 
@@ -104,7 +106,7 @@ class Detector:
         self.model = str(model or BUNDLED_MODEL)
         self.conf = conf
         self.backend = open_backend(
-            self.model, backend, imgsz, Path(plugin) if plugin else None, device=device, variant=variant
+            self.model, backend, imgsz, Path(plugin) if plugin else None, device=device, variant=variant, ema=ema
         )
 
     @property

@@ -149,6 +149,7 @@ def _add_export(subparsers) -> None:
     )
     p.add_argument("--trt-version", help="target TensorRT, for the builtin plugin's version (default: installed, else 10.3)")
     p.add_argument("--variant", help="tiny|small|medium|large|xlarge; overrides the inferred architecture")
+    p.add_argument("--ema", action="store_true", help="original training checkpoint (checkpoint.pth): load its ema_model weights, not model")
     _add_engine_options(p)
     p.set_defaults(run=run_export)
 
@@ -169,7 +170,8 @@ def run_export(args: argparse.Namespace) -> None:
     targets = {"--output": engine or graph} | ({f"the {precision} graph": graph} if engine else {})
     keep = {"--output": "an engine"} if engine else {}
     export_options = dict(imgsz=args.imgsz, batch=args.batch, dynamic_batch=args.dynamic_batch, opset=args.opset,
-                          trt_version=args.trt_version or _default_trt_version(), variant=args.variant, log=print)  # fmt: skip
+                          trt_version=args.trt_version or _default_trt_version(), variant=args.variant, ema=args.ema,
+                          log=print)  # fmt: skip
     with _outputs([args.weights, args.calib_data], targets, exist_ok=args.exist_ok, keep=keep):
         if args.format == "onnx" and precision == "fp32":
             export_onnx(args.weights, output, msda=args.msda, **export_options)
@@ -300,6 +302,7 @@ def _add_model_arguments(p: argparse.ArgumentParser, model_help: str) -> None:
     p.add_argument("--plugin", type=Path, help=PLUGIN_HELP)
     p.add_argument("--device", help="weights run with PyTorch: cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--variant", help="weights: tiny|small|medium|large|xlarge, overriding the inferred architecture")
+    p.add_argument("--ema", action="store_true", help="original training checkpoint (checkpoint.pth): load its ema_model weights, not model")
 
 
 def _add_run(subparsers) -> None:
@@ -341,7 +344,8 @@ def _predict_image(args: argparse.Namespace) -> None:
     if args.save and not cv2.haveImageWriter(str(args.save)):
         raise EdgeLwdetrError(f"--save {args.save}: OpenCV writes no image format '{args.save.suffix}'; use .jpg or .png")
     with _outputs([args.source, args.model, args.plugin], {"--save": args.save, "--save-json": args.save_json}):
-        with Detector(args.model, args.backend, args.imgsz, args.conf, args.plugin, args.device, args.variant) as detector:
+        options = dict(plugin=args.plugin, device=args.device, variant=args.variant, ema=args.ema)
+        with Detector(args.model, args.backend, args.imgsz, args.conf, **options) as detector:
             start = time.perf_counter()
             result = detector.predict(args.source)[0]
             elapsed_ms = (time.perf_counter() - start) * 1000
@@ -399,7 +403,7 @@ def _stream(args: argparse.Namespace, stop):
     source = open_source(args.source, log=log, stop=stop, stream_timeout_s=args.stream_timeout)
     try:
         backend = open_backend(
-            args.model, args.backend, args.imgsz, args.plugin, args.cuda_graph, args.device, args.variant
+            args.model, args.backend, args.imgsz, args.plugin, args.cuda_graph, args.device, args.variant, args.ema
         )
     except BaseException:
         source.close()
@@ -476,7 +480,9 @@ def run_eval(args: argparse.Namespace) -> None:
 
     annotations = find_annotations(args.data) if args.data.is_dir() else None
     with _outputs([args.model, args.plugin, annotations], {"--report": args.report}):
-        backend = open_backend(args.model, args.backend, args.imgsz, args.plugin, device=args.device, variant=args.variant)
+        backend = open_backend(
+            args.model, args.backend, args.imgsz, args.plugin, device=args.device, variant=args.variant, ema=args.ema
+        )
         try:
             metrics = evaluate(backend, args.data, args.max_images, log=lambda m: print(m, file=sys.stderr))
         finally:
@@ -533,7 +539,7 @@ def _profile(args: argparse.Namespace) -> None:
 
     # TensorRT is timed as trtexec does it: CUDA-graph replay after the warm-up.
     backend = open_backend(
-        args.model, args.backend, args.imgsz, args.plugin, not args.no_cuda_graph, args.device, args.variant
+        args.model, args.backend, args.imgsz, args.plugin, not args.no_cuda_graph, args.device, args.variant, args.ema
     )
     report = {"edge_lwdetr_version": __version__, **artefact_identity(Path(args.model)), "backend": backend.name,
               "provider": getattr(backend, "device", None), "threads": getattr(backend, "threads", None),

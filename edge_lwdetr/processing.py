@@ -29,16 +29,25 @@ class Detection:
 
 
 def to_model_input(image_bgr: np.ndarray, size: int) -> np.ndarray:
-    """HxWx3 uint8 BGR -> 3 x size x size float32 RGB in [0, 1].
-
-    The reference resizes with PIL's bilinear filter, which averages over the source footprint when shrinking;
-    OpenCV's INTER_AREA does the same for downscaling, where INTER_LINEAR would alias.
-    """
-    height, width = image_bgr.shape[:2]
-    shrinking = size < height or size < width
-    resized = cv2.resize(image_bgr, (size, size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    """HxWx3 uint8 BGR -> 3 x size x size float32 RGB in [0, 1], resized as the reference does (`resize_like_pil`)."""
+    resized = resize_like_pil(image_bgr, size, size)
     rgb = cv2.cvtColor(resized, cv2.COLOR_BGR2RGB)
     return np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32) * np.float32(1 / 255)
+
+
+def resize_like_pil(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Resize one axis at a time, as PIL's bilinear filter (the reference's resize) does: width first, then height.
+
+    PIL averages over the source footprint on an axis that shrinks and interpolates linearly on one that grows;
+    OpenCV's INTER_AREA and INTER_LINEAR do the same per axis. One OpenCV call with either filter for both axes
+    would alias or blur whenever one axis shrinks and the other grows (1280x480 -> 640x640).
+    """
+    rows, cols = image.shape[:2]
+    if cols != width:
+        image = cv2.resize(image, (width, rows), interpolation=cv2.INTER_AREA if width < cols else cv2.INTER_LINEAR)
+    if rows != height:
+        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if height < rows else cv2.INTER_LINEAR)
+    return image
 
 
 def normalize(images: np.ndarray) -> np.ndarray:

@@ -24,21 +24,24 @@ HF_VARIANTS = {
 }  # fmt: skip
 
 
-def hf_config(variant: str, num_labels: int = 91, out_indices: list[int] | None = None):
+def hf_config(
+    variant: str, num_labels: int = 91, out_indices: list[int] | None = None, backbone: dict | None = None, **fields
+):
+    """The transformers config of `variant`; `backbone` and `fields` override backbone_config and top-level fields."""
     from transformers import LwDetrConfig
 
     spec = HF_VARIANTS[variant]
     width, depth, windows, outs = spec["vit"]
-    return LwDetrConfig(
-        backbone_config=dict(
-            model_type="lw_detr_vit",
-            hidden_size=width,
-            num_hidden_layers=depth,
-            num_attention_heads=12,
-            window_block_indices=windows,
-            out_indices=out_indices or outs,
-            image_size=1024,
-        ),
+    backbone_config = dict(
+        model_type="lw_detr_vit",
+        hidden_size=width,
+        num_hidden_layers=depth,
+        num_attention_heads=12,
+        window_block_indices=windows,
+        out_indices=out_indices or outs,
+        image_size=1024,
+    )
+    top = dict(
         projector_scale_factors=spec["scales"],
         num_queries=spec["queries"],
         decoder_self_attention_heads=spec["heads"][0],
@@ -47,6 +50,7 @@ def hf_config(variant: str, num_labels: int = 91, out_indices: list[int] | None 
         d_model=spec["d"],
         num_labels=num_labels,
     )
+    return LwDetrConfig(backbone_config={**backbone_config, **(backbone or {})}, **{**top, **fields})
 
 
 @torch.no_grad()
@@ -81,14 +85,16 @@ def randomize(model: torch.nn.Module, seed: int) -> None:
         tensor.copy_(value)
 
 
-def save_hf_model(variant: str, folder: Path, seed: int = 0, **config_overrides):
-    """A random transformers LwDetrForObjectDetection of `variant`, saved with save_pretrained; returns the model."""
+def save_hf_model(variant: str, folder: Path | None, seed: int = 0, **config_overrides):
+    """A random transformers LwDetrForObjectDetection of `variant`, saved with save_pretrained (unless `folder` is
+    None); returns the model."""
     from transformers import LwDetrForObjectDetection
 
     torch.manual_seed(seed)
     model = LwDetrForObjectDetection(hf_config(variant, **config_overrides)).eval()
     randomize(model, seed)
-    model.save_pretrained(folder)
+    if folder is not None:
+        model.save_pretrained(folder)
     return model
 
 

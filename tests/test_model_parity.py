@@ -72,3 +72,57 @@ def test_symbolic_batch(hf_checkpoint):
         single_logits, single_boxes = model(images[1:2])
     assert torch.allclose(logits[1:2], single_logits, atol=1e-5)
     assert torch.allclose(boxes[1:2], single_boxes, atol=1e-5)
+
+
+def test_custom_transformers_config(tmp_path):
+    """Every graph-changing field of a transformers config is honoured: a tiny with other heads, points, layers,
+    windows, output blocks, widths and pretraining grid matches transformers built from the same config."""
+    from hf_models import save_hf_model
+
+    fields = dict(
+        backbone=dict(num_hidden_layers=5, window_block_indices=[1, 3], num_attention_heads=6, pretrain_image_size=256),
+        out_indices=[2, 5],
+        decoder_self_attention_heads=16,
+        decoder_cross_attention_heads=8,
+        decoder_n_points=3,
+        decoder_layers=2,
+        decoder_ffn_dim=512,
+        d_model=192,
+        c2f_num_blocks=2,
+        num_queries=60,
+        projector_scale_factors=[1.0, 0.5],
+    )
+    hf_model = save_hf_model("tiny", tmp_path, seed=5, **fields)
+    ours, reference, logits, boxes = outputs_of_both(tmp_path, hf_model, 256)
+    assert ours.variant == "custom" and ours.config.border_proposals == "exclude"
+    assert (ours.config.vit_heads, ours.config.pretrain_grid, ours.config.c2f_blocks) == (6, 16, 2)
+    assert (logits - reference.logits).abs().max().item() <= TOLERANCE
+    assert (boxes - reference.pred_boxes).abs().max().item() <= TOLERANCE
+
+
+@pytest.mark.parametrize(
+    "where, field, value",
+    [
+        ("", "attention_bias", False),
+        ("", "batch_norm_eps", 1e-3),
+        ("", "activation_function", "relu"),
+        ("", "decoder_activation_function", "gelu"),
+        ("", "hidden_expansion", 1.0),
+        ("backbone_config", "layer_norm_eps", 1e-5),
+        ("backbone_config", "mlp_ratio", 2),
+        ("backbone_config", "num_windows", 4),
+        ("backbone_config", "use_absolute_position_embeddings", False),
+    ],
+)
+def test_unbuilt_transformers_fields_are_refused(hf_checkpoint, tmp_path, where, field, value):
+    from edge_lwdetr.errors import EdgeLwdetrError
+
+    folder, _ = hf_checkpoint("tiny")
+    changed = tmp_path / "changed"
+    shutil.copytree(folder, changed)
+    config = json.loads((changed / "config.json").read_text())
+    (config[where] if where else config)[field] = value
+    (changed / "config.json").write_text(json.dumps(config))
+    name = f"{where}.{field}" if where else field
+    with pytest.raises(EdgeLwdetrError, match=rf"sets {name}={value!r}; edge-lwdetr builds LW-DETR with {field}="):
+        load_model(changed)

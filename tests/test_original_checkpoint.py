@@ -2,7 +2,8 @@
 
 The original-layout state dict is built from a transformers model by the inverse of the key mapping, written here
 independently of edge_lwdetr (from the key table of the conversion script), and checked against the original
-checkpoints' published key counts.
+checkpoints' published key counts. The saved `args` are the original `main.py` arguments: its parser defaults and
+the published scripts' values, restated below from Atten4Vis/LW-DETR.
 """
 
 import argparse
@@ -79,10 +80,45 @@ def transformers_to_original(hf: dict[str, torch.Tensor]) -> dict[str, torch.Ten
     return original
 
 
-def original_checkpoint(hf_folder, path, num_queries):
+# Atten4Vis/LW-DETR main.py get_args_parser() defaults (the arguments that build the model, and a few others).
+MAIN_DEFAULTS = dict(
+    lr=1e-4, lr_encoder=1.5e-4, batch_size=2, weight_decay=1e-4, epochs=12, lr_drop=11, dropout=0, drop_path=0,
+    encoder="vit_tiny", vit_encoder_num_layers=12, window_block_indexes=None, position_embedding="sine",
+    out_feature_indexes=[-1], dec_layers=3, dim_feedforward=2048, hidden_dim=256, sa_nheads=8, ca_nheads=8,
+    num_queries=300, group_detr=13, two_stage=False, projector_scale="P4", lite_refpoint_refine=False,
+    num_select=100, dec_n_points=4, decoder_norm="LN", bbox_reparam=False, aux_loss=True, dataset_file="coco",
+    square_resize_div_64=False, use_ema=False, ema_decay=0.9997, device="cuda", fp16_eval=False, subcommand=None,
+)  # fmt: skip
+_WINDOWS, _OUTS = [0, 1, 3, 6, 7, 9], [2, 4, 5, 9]
+# scripts/lwdetr_<size>_coco_train.sh
+SCRIPT_ARGS = {
+    "tiny": dict(encoder="vit_tiny", vit_encoder_num_layers=6, window_block_indexes=[0, 2, 4],
+                 out_feature_indexes=[1, 3, 5], projector_scale=["P4"], ca_nheads=16, dec_n_points=2,
+                 num_queries=100, num_select=100),
+    "large": dict(encoder="vit_small", vit_encoder_num_layers=10, window_block_indexes=_WINDOWS,
+                  out_feature_indexes=_OUTS, projector_scale=["P3", "P5"], hidden_dim=384, sa_nheads=12,
+                  ca_nheads=24, dec_n_points=4, num_select=300),
+    "xlarge": dict(encoder="vit_base", vit_encoder_num_layers=10, window_block_indexes=_WINDOWS,
+                   out_feature_indexes=_OUTS, projector_scale=["P3", "P5"], hidden_dim=384, sa_nheads=12,
+                   ca_nheads=24, dec_n_points=4, num_select=300),
+}  # fmt: skip
+SCRIPT_COMMON = dict(two_stage=True, bbox_reparam=True, lite_refpoint_refine=True, square_resize_div_64=True,
+                     use_ema=True, lr=4e-4, epochs=60)  # fmt: skip
+
+
+def original_args(variant="tiny", **overrides) -> argparse.Namespace:
+    return argparse.Namespace(**{**MAIN_DEFAULTS, **SCRIPT_COMMON, **SCRIPT_ARGS[variant], **overrides})
+
+
+def save_original(state, path, args=None, **entries):
+    torch.save({"model": state, **({"args": args} if args is not None else {}), **entries}, path)
+    return path
+
+
+def original_checkpoint(hf_folder, path, num_queries, variant="tiny"):
     state = transformers_to_original(load_file(hf_folder / "model.safetensors"))
-    args = argparse.Namespace(num_queries=num_queries, encoder="vit", lr=1e-4, shape=(640, 640), device="cuda")
-    torch.save({"model": state, "args": args, "optimizer": {"state": {}}, "epoch": 59}, path)
+    args = original_args(variant, num_queries=num_queries, shape=(640, 640))
+    save_original(state, path, args, optimizer={"state": {}}, epoch=59)
     return state
 
 
@@ -90,7 +126,7 @@ def original_checkpoint(hf_folder, path, num_queries):
 def test_original_pth_matches_transformers(variant, size, hf_checkpoint, tmp_path):
     folder, hf_model = hf_checkpoint(variant)
     num_queries = hf_model.config.num_queries
-    state = original_checkpoint(folder, tmp_path / "model.pth", num_queries)
+    state = original_checkpoint(folder, tmp_path / "model.pth", num_queries, variant)
     assert len(state) == ORIGINAL_KEY_COUNTS[variant]
 
     loaded = load_model(tmp_path / "model.pth")

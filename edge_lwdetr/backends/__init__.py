@@ -36,11 +36,12 @@ def open_backend(
     cuda_graph: bool = False,
     device: str | None = None,
     variant: str | None = None,
+    ema: bool = False,
 ) -> Backend:
     """The backend for `model`: an engine (.engine/.plan), an ONNX file, or weights for PyTorch.
 
     auto: TensorRT for an engine where TensorRT is installed, ONNX Runtime for an ONNX, PyTorch for weights.
-    `image_size`, `device` and `variant` apply to weights only (default size: the one their folder names, else
+    `image_size`, `device`, `variant` and `ema` (a training checkpoint's EMA weights) apply to weights only (default size: the one their folder names, else
     640); graphs carry theirs. `cuda_graph` replays TensorRT executions as a CUDA graph (TensorRT only).
     """
     path = Path(model)
@@ -56,8 +57,8 @@ def open_backend(
         raise EdgeLwdetrError(f"--backend {backend} is unknown: choose auto, tensorrt, onnxruntime or torch")
     if kind not in allowed[backend]:
         raise EdgeLwdetrError(f"--backend {backend} cannot run {model} (a {kind}); it takes: {allowed[backend][0]}")
-    if backend != "torch" and (device or variant):
-        option = "--device" if device else "--variant"
+    if backend != "torch" and (device or variant or ema):
+        option = "--device" if device else "--variant" if variant else "--ema"
         raise EdgeLwdetrError(f"{option} applies to weights run with PyTorch, not to {model} ({backend})")
     if backend == "tensorrt":
         from edge_lwdetr.backends.tensorrt_backend import TensorRTBackend
@@ -69,4 +70,4 @@ def open_backend(
         return OnnxRuntimeBackend(path)
     from edge_lwdetr.backends.torch_backend import TorchBackend
 
-    return TorchBackend(model, image_size, variant, device)
+    return TorchBackend(model, image_size, variant, device, ema=ema)

@@ -64,6 +64,7 @@ class OnnxRuntimeBackend:
         self.image_size = int(meta.get("edge_lwdetr.image_size") or shape[2])
         self.batch = shape[0] if isinstance(shape[0], int) else None  # None: dynamic
         self.variant = meta.get("edge_lwdetr.variant", "custom")
+        self.num_select = int(meta["edge_lwdetr.num_select"]) if "edge_lwdetr.num_select" in meta else None
         labels = json.loads(meta.get("edge_lwdetr.id2label", "{}"))
         outputs = {o.name: o.shape for o in self.session.get_outputs()}
         self.id2label = {int(k): v for k, v in labels.items()} or default_id2label(int(outputs["logits"][2]))

@@ -34,16 +34,22 @@ class TorchBackend:
     name = "torch"
 
     def __init__(
-        self, weights: str, image_size: int | None = None, variant: str | None = None, device: str | None = None
+        self,
+        weights: str,
+        image_size: int | None = None,
+        variant: str | None = None,
+        device: str | None = None,
+        ema: bool = False,
     ):
         self.device = torch_device(device)
-        loaded = load_model(weights, variant, self.device)
+        loaded = load_model(weights, variant, self.device, ema=ema)
         image_size = image_size or loaded.image_size or DEFAULT_IMAGE_SIZE
         check_image_size(loaded.config, image_size, image_size)
         self.model, self.variant, self.id2label = loaded.model, loaded.variant, loaded.id2label
         self.image_size = image_size
         self.stage_ms: dict[str, float] = {}
         self.threads = torch.get_num_threads()
+        self.num_select = loaded.num_select  # the original checkpoint's top-k, else None: one per query
 
     def infer(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         start = time.perf_counter()

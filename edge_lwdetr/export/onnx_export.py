@@ -57,6 +57,7 @@ def export_onnx(
     trt_version: str = "10.3",
     variant: str | None = None,
     log: Callable[[str], None] = lambda message: None,
+    ema: bool = False,
 ) -> onnx.ModelProto:
     """Export `weights` to `output` at `imgsz` (default: the size the weights' folder names, else 640)."""
     if opset not in OPSETS:
@@ -69,7 +70,7 @@ def export_onnx(
         raise EdgeLwdetrError(f"cannot write {output}: folder {output.parent} does not exist")
 
     started = time.perf_counter()
-    loaded = load_model(weights, variant)
+    loaded = load_model(weights, variant, ema=ema)
     imgsz = imgsz or loaded.image_size or DEFAULT_IMAGE_SIZE
     check_image_size(loaded.config, imgsz, imgsz)
     log(f"loaded LW-DETR-{loaded.variant} from {weights}")
@@ -130,6 +131,8 @@ def add_metadata(model: onnx.ModelProto, loaded: LoadedModel, weights, imgsz: in
         "edge_lwdetr.image_size": str(imgsz),
         "edge_lwdetr.batch": batch,
         "edge_lwdetr.num_queries": str(config.num_queries),
+        # Two-stage proposals at the border: "rank" (the original code's selection) or "exclude" (transformers').
+        "edge_lwdetr.border_proposals": config.border_proposals,
         "edge_lwdetr.id2label": json.dumps({str(k): v for k, v in loaded.id2label.items()}),
         "edge_lwdetr.normalization": json.dumps(
             {"input": "RGB, NCHW, float32 in [0, 1]", "mean": IMAGENET_MEAN.tolist(), "std": IMAGENET_STD.tolist()}
@@ -138,6 +141,10 @@ def add_metadata(model: onnx.ModelProto, loaded: LoadedModel, weights, imgsz: in
         "edge_lwdetr.source_sha256": sha256_of(*loaded.weights_files),
         METADATA_KEY: "native",
     }
+    if loaded.num_select:  # the original checkpoint's --num_select: how many (query, class) pairs it evaluated
+        props["edge_lwdetr.num_select"] = str(loaded.num_select)
+    if loaded.weights_key:  # which entry of a training checkpoint: 'model' or 'ema_model'
+        props["edge_lwdetr.weights_key"] = loaded.weights_key
     del model.metadata_props[:]
     for key, value in props.items():
         model.metadata_props.add(key=key, value=value)

@@ -66,28 +66,38 @@ ORIGINAL_RULES: list[tuple[str, str | None]] = [
     (r"^backbone\.0\.projector\.stages_sampling\.(\d+)\.(\d+)\.", r"projector.levels.\1.samplers.\2."),
     (r"^backbone\.0\.projector\.stages\.(\d+)\.0\.", r"projector.levels.\1.c2f."),
     (r"^backbone\.0\.projector\.stages\.(\d+)\.1\.", r"projector.levels.\1.norm."),
+    # Without --lite_refpoint_refine the decoder holds the box head too: the same module as `bbox_embed`, saved twice.
+    (r"^transformer\.decoder\.bbox_embed\.", DROP),
     (r"^transformer\.decoder\.", "decoder."),
     (r"^transformer\." + _ENC_HEADS + r"\.0\.", r"\1."),
     (r"^transformer\." + _ENC_HEADS + r"\.\d+\.", DROP),
     (r"^(query_feat|refpoint_embed|class_embed|bbox_embed)\.", r"\1."),
+    (r"^backbone\.1\.", DROP),  # `--position_embedding learned`: memory position embeddings the decoder never reads
 ]
 
 # Published transformers configs once shipped ViT out_indices shifted by one (transformers counts the patch
 # embedding as stage 0): these are the shifted values and the correct ones.
 SHIFTED_OUT_INDICES = {(1, 3, 5): (2, 4, 6), (2, 4, 5, 9): (3, 5, 6, 10)}
 
-# transformers config fields whose value this implementation fixes; anything else is another architecture.
+# transformers config fields whose value this implementation fixes; anything else is another architecture. The
+# fields that change the graph and are honoured: backbone hidden_size, num_hidden_layers, num_attention_heads,
+# window_block_indices, out_indices, pretrain_image_size; projector_scale_factors, c2f_num_blocks, d_model,
+# decoder_layers, decoder_ffn_dim, decoder_self/cross_attention_heads, decoder_n_points, num_queries, num_labels.
+# Training-only fields (dropouts, group_detr, losses, init) do not change inference.
 _FIXED_HF_FIELDS = {
     "activation_function": "silu",
     "decoder_activation_function": "relu",
     "hidden_expansion": 0.5,
+    "batch_norm_eps": 1e-5,
+    "attention_bias": True,
 }
 _FIXED_HF_VIT_FIELDS = {
     "hidden_act": "gelu",
     "mlp_ratio": 4,
     "patch_size": 16,
     "num_windows": 16,
-    "pretrain_image_size": 224,
+    "num_channels": 3,
+    "layer_norm_eps": 1e-6,
     "qkv_bias": True,
     "use_absolute_position_embeddings": True,
 }
@@ -147,9 +157,7 @@ def _fuse_projections(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return fused
 
 
-def convert_state_dict(
-    state: dict[str, torch.Tensor], num_queries: int
-) -> tuple[dict[str, torch.Tensor], list[str]]:
+def convert_state_dict(state: dict[str, torch.Tensor], num_queries: int) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Any supported layout -> this package's; returns the state dict and the keys no rule recognised.
 
     Query tables hold every Group-DETR group ([groups * num_queries, ...]); inference uses group 0, the first rows.
@@ -177,10 +185,13 @@ def config_from_transformers(hf: dict[str, Any], source: str) -> LwDetrConfig:
     vit = hf.get("backbone_config") or {}
     for fields, values, where in ((_FIXED_HF_FIELDS, hf, ""), (_FIXED_HF_VIT_FIELDS, vit, "backbone_config.")):
         for name, expected in fields.items():
-            if name in values and values[name] != expected:
+            value = values.get(name, expected)
+            if isinstance(value, list) and len(set(value)) == 1:  # patch_size [16, 16]
+                value = value[0]
+            if value != expected:
                 raise EdgeLwdetrError(
-                    f"{source} sets {where}{name}={values[name]!r}; the published LW-DETR architecture, the only "
-                    f"one edge-lwdetr builds, has {expected!r}"
+                    f"{source} sets {where}{name}={values[name]!r}; edge-lwdetr builds LW-DETR with {name}="
+                    f"{expected!r} only: convert the model with that value or run it in transformers"
                 )
     try:
         out_indices = tuple(vit["out_indices"])
@@ -210,9 +221,20 @@ def config_from_transformers(hf: dict[str, Any], source: str) -> LwDetrConfig:
             dec_layers=hf.get("decoder_layers", 3),
             ffn_dim=hf.get("decoder_ffn_dim", 2048),
             c2f_blocks=hf.get("c2f_num_blocks", 3),
+            pretrain_grid=_pretrain_grid(vit.get("pretrain_image_size", 224), source),
         )
     except KeyError as missing:
         raise EdgeLwdetrError(f"{source} lacks the LW-DETR config field {missing}") from None
+
+
+def _pretrain_grid(size: Any, source: str) -> int:
+    side = size[0] if isinstance(size, (list, tuple)) and len(set(size)) == 1 else size
+    if not isinstance(side, int) or side % 16:
+        raise EdgeLwdetrError(
+            f"{source} sets backbone_config.pretrain_image_size={size!r}; edge-lwdetr builds square position "
+            "embeddings whose side is a multiple of the 16 px patch"
+        )
+    return side // 16
 
 
 def infer_config(state: dict[str, torch.Tensor], variant: str | None, num_queries: int | None) -> LwDetrConfig:
@@ -237,3 +259,113 @@ def infer_config(state: dict[str, torch.Tensor], variant: str | None, num_querie
         raise EdgeLwdetrError(f"unknown variant '{variant}': choose one of {', '.join(VARIANTS)}")
     config = dataclasses.replace(VARIANTS[variant], num_classes=num_classes)
     return dataclasses.replace(config, num_queries=num_queries) if num_queries else config
+
+
+# The original `main.py` parser defaults, for checkpoints saved before an argument existed.
+ORIGINAL_DEFAULTS: dict[str, Any] = {
+    "encoder": "vit_tiny",
+    "vit_encoder_num_layers": 12,
+    "window_block_indexes": None,
+    "out_feature_indexes": [-1],
+    "projector_scale": "P4",
+    "hidden_dim": 256,
+    "sa_nheads": 8,
+    "ca_nheads": 8,
+    "dec_n_points": 4,
+    "dec_layers": 3,
+    "dim_feedforward": 2048,
+    "num_queries": 300,
+    "num_select": 100,
+    "two_stage": False,
+    "bbox_reparam": False,
+    "lite_refpoint_refine": False,
+    "decoder_norm": "LN",
+}
+ORIGINAL_ENCODERS = {"vit_tiny": 192, "vit_small": 384, "vit_base": 768}  # `models/backbone/backbone.py`
+ORIGINAL_SCALES = {"P3": 2.0, "P4": 1.0, "P5": 0.5}
+
+
+@dataclasses.dataclass(frozen=True)
+class OriginalArgs:
+    """What an original checkpoint's `args` tell: the architecture, the post-processing top-k, the export size."""
+
+    config: LwDetrConfig
+    num_select: int
+    image_size: int | None
+
+
+def config_from_original_args(args: Any, num_classes: int, source: str) -> OriginalArgs:
+    """The architecture the original code builds from its `main.py` arguments (`args` of a `.pth`, read as data).
+
+    Arguments that only train (learning rates, losses, dropout, EMA, group_detr) do not change the inference graph
+    and are ignored; every argument that does is honoured, or refused in one line naming it and its value.
+    """
+    get = {name: getattr(args, name, default) for name, default in ORIGINAL_DEFAULTS.items()}
+
+    def refuse(name: str, why: str, fix: str = "") -> EdgeLwdetrError:
+        value = get[name]
+        shown = " ".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+        fix = fix or (
+            "the original code cannot build this either: correct the argument in the checkpoint's args, or pass "
+            "--variant to load by tensor shapes"
+        )
+        return EdgeLwdetrError(f"{source} was trained with --{name} {shown}: {why}; {fix}")
+
+    encoder = get["encoder"]
+    if encoder not in ORIGINAL_ENCODERS:
+        encoders = ", ".join(ORIGINAL_ENCODERS)
+        raise refuse(
+            "encoder", f"edge-lwdetr builds the ViT encoders only ({encoders})", "run it with the original code"
+        )
+    depth = get["vit_encoder_num_layers"]
+    if not isinstance(depth, int) or depth < 1:
+        raise refuse("vit_encoder_num_layers", "the ViT needs at least one block")
+    if get["window_block_indexes"] is None:
+        raise refuse("window_block_indexes", "the original code asserts a list of window blocks")
+    windows = tuple(i for i in range(depth) if i in get["window_block_indexes"])  # `i in window_block_indexes`
+    outs = {i + depth if i < 0 else i for i in get["out_feature_indexes"]}
+    out_blocks = tuple(i for i in range(depth) if i in outs)
+    if not out_blocks or out_blocks[-1] != depth - 1:
+        raise refuse("out_feature_indexes", f"the original code asserts that the last block ({depth - 1}) is one")
+    scales = get["projector_scale"]
+    if isinstance(scales, str) or list(scales) != sorted(scales):
+        raise refuse("projector_scale", "the original code asserts a list of levels in ascending order")
+    for level in scales:
+        if level not in ORIGINAL_SCALES:
+            raise refuse("projector_scale", f"level {level} is not built (the original's projector fails on P6)")
+    d_model = get["hidden_dim"]
+    for name in ("sa_nheads", "ca_nheads"):
+        if get[name] < 1 or d_model % get[name]:
+            raise refuse(name, f"--hidden_dim {d_model} is not a multiple of it")
+    if d_model % 2:
+        raise refuse("hidden_dim", "the box position embedding needs an even width")
+    if get["decoder_norm"] not in ("LN", "Identity"):
+        raise refuse("decoder_norm", "the original code knows LN and Identity")
+    for name in ("dec_n_points", "dec_layers", "dim_feedforward", "num_queries", "num_select"):
+        if not isinstance(get[name], int) or get[name] < 1:
+            raise refuse(name, "it must be a positive integer")
+    config = LwDetrConfig(
+        vit_width=ORIGINAL_ENCODERS[encoder],
+        vit_depth=depth,
+        window_blocks=windows,
+        out_blocks=out_blocks,
+        projector_scales=tuple(ORIGINAL_SCALES[level] for level in scales),
+        d_model=d_model,
+        sa_heads=get["sa_nheads"],
+        ca_heads=get["ca_nheads"],
+        n_points=get["dec_n_points"],
+        num_queries=get["num_queries"],
+        num_classes=num_classes,
+        dec_layers=get["dec_layers"],
+        ffn_dim=get["dim_feedforward"],
+        two_stage=bool(get["two_stage"]),
+        bbox_reparam=bool(get["bbox_reparam"]),
+        lite_refpoint_refine=bool(get["lite_refpoint_refine"]),
+        decoder_norm=get["decoder_norm"] == "LN",
+        border_proposals="rank",
+    )
+    if get["num_select"] > config.num_queries * num_classes:
+        raise refuse("num_select", f"more than the {config.num_queries} queries x {num_classes} classes to choose from")
+    shape = getattr(args, "shape", None)  # `export_model --shape W H`
+    image_size = shape[0] if isinstance(shape, (list, tuple)) and len(shape) == 2 and shape[0] == shape[1] else None
+    return OriginalArgs(config, get["num_select"], image_size)

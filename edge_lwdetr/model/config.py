@@ -38,6 +38,15 @@ class LwDetrConfig:
     ffn_dim: int = 2048
     c2f_blocks: int = 3
     pretrain_grid: int = 14  # the ViT position embedding was trained on 224 px: a 14x14 grid plus a cls slot
+    # The original code's switches (`main.py --two_stage --bbox_reparam --lite_refpoint_refine --decoder_norm LN`),
+    # all on in every published model.
+    two_stage: bool = True  # reference boxes from the best-scoring memory tokens (else the learned table alone)
+    bbox_reparam: bool = True  # boxes refined as centre + delta * size, size * exp(delta) (else in logit space)
+    lite_refpoint_refine: bool = True  # reference boxes computed once (else refined after every decoder layer)
+    decoder_norm: bool = True  # a LayerNorm after the last decoder layer (`--decoder_norm LN`; else Identity)
+    # Two-stage proposals outside (0.01, 0.99): "rank" keeps them in the top-k with zeroed features and boxes (the
+    # original code, which measured the published accuracy); "exclude" never selects them (transformers).
+    border_proposals: str = "exclude"
 
     @property
     def num_levels(self) -> int:
@@ -72,7 +81,8 @@ def variant_config(name: str, num_classes: int = 91) -> LwDetrConfig:
 def variant_name(config: LwDetrConfig) -> str:
     """The published variant this architecture is, or 'custom'."""
     for name, row in VARIANTS.items():
-        if dataclasses.replace(row, num_classes=config.num_classes, num_queries=config.num_queries) == config:
+        same = dict(num_classes=config.num_classes, num_queries=config.num_queries)
+        if dataclasses.replace(row, **same, border_proposals=config.border_proposals) == config:
             return name
     return "custom"
 

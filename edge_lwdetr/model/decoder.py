@@ -1,7 +1,8 @@
 """The LW-DETR decoder: post-norm layers of self-attention, deformable cross-attention and a ReLU FFN.
 
-With `lite_refpoint_refine` the reference boxes are computed once, before the first layer, and never refined, so
-the query position embedding is computed once too.
+With `lite_refpoint_refine` (every published model) the reference boxes are computed once, before the first layer,
+and never refined, so the query position embedding is computed once too. Without it, the box head refines them
+after every layer but the last, and the position embedding follows (the original `TransformerDecoder`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,13 @@ from torch import nn
 
 from edge_lwdetr.model.config import LwDetrConfig
 from edge_lwdetr.model.msda import MSDeformAttn
+
+
+def refine(reference: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
+    """Box reparameterisation: centre moves by delta * reference size, size scales by exp(delta)."""
+    centre = deltas[..., :2] * reference[..., 2:] + reference[..., :2]
+    size = deltas[..., 2:].exp() * reference[..., 2:]
+    return torch.cat((centre, size), dim=-1)
 
 
 class MLP(nn.Module):
@@ -82,7 +90,8 @@ class Decoder(nn.Module):
         super().__init__()
         d = config.d_model
         self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.dec_layers))
-        self.norm = nn.LayerNorm(d)
+        self.norm = nn.LayerNorm(d) if config.decoder_norm else nn.Identity()
+        self.bbox_reparam = config.bbox_reparam
         self.ref_point_head = MLP(2 * d, d, d, 2)
         # Sine frequencies of the box embedding: 10000^(2*floor(i/2)/(d/2)), i < d/2 (DAB-DETR).
         feats = d // 2
@@ -99,11 +108,22 @@ class Decoder(nn.Module):
     def forward(
         self,
         tgt: torch.Tensor,
-        reference_boxes: torch.Tensor,
+        reference: torch.Tensor,
         memory: torch.Tensor,
         spatial_shapes: tuple[tuple[int, int], ...],
-    ) -> torch.Tensor:
-        query_pos = self.ref_point_head(self.box_sine_embedding(reference_boxes))
-        for layer in self.layers:
-            tgt = layer(tgt, query_pos, reference_boxes, memory, spatial_shapes)
-        return self.norm(tgt)
+        box_head: nn.Module | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decode; `reference` holds boxes (cx, cy, w, h), or their logits without `bbox_reparam`.
+
+        With `box_head` the reference is refined after each layer but the last. Returns the normalised output of
+        the last layer and the reference it read, which the box head refines into the output boxes.
+        """
+        for index, layer in enumerate(self.layers):
+            if index == 0 or box_head is not None:
+                boxes = reference if self.bbox_reparam else reference.sigmoid()
+                query_pos = self.ref_point_head(self.box_sine_embedding(boxes))
+            tgt = layer(tgt, query_pos, boxes, memory, spatial_shapes)
+            if box_head is not None and index < len(self.layers) - 1:
+                deltas = box_head(tgt)
+                reference = (refine(reference, deltas) if self.bbox_reparam else reference + deltas).detach()
+        return self.norm(tgt), reference

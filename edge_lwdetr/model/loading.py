@@ -12,14 +12,22 @@ import pickle
 import re
 import warnings
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from edge_lwdetr.errors import EdgeLwdetrError
 from edge_lwdetr.labels import default_id2label
-from edge_lwdetr.model.checkpoint import config_from_transformers, convert_state_dict, detect_layout, infer_config
+from edge_lwdetr.model.checkpoint import (
+    CheckpointWarning,
+    config_from_original_args,
+    config_from_transformers,
+    convert_state_dict,
+    detect_layout,
+    infer_config,
+)
 from edge_lwdetr.model.config import LwDetrConfig, variant_name
 from edge_lwdetr.model.lwdetr import LWDETR
 
@@ -35,20 +43,33 @@ class LoadedModel:
     id2label: dict[int, str]
     weights_files: list[Path]  # what the weights were read from, for hashes and messages
     image_size: int | None = None  # the square input size the folder's preprocessor_config.json names, if any
+    num_select: int | None = None  # the original `--num_select`: how many (query, class) pairs its evaluation kept
+    weights_key: str | None = None  # the entry of a training checkpoint the weights came from: 'model' or 'ema_model'
+    notes: list[str] = field(default_factory=list)  # what the loader chose or guessed, also given as warnings
 
 
-def load_model(weights: str | Path, variant: str | None = None, device: str = "cpu") -> LoadedModel:
+@dataclass
+class TorchCheckpoint:
+    state: dict[str, torch.Tensor]
+    args: Any = None  # the original training arguments (an argparse.Namespace read as data), if saved
+    key: str | None = None  # 'model' or 'ema_model' when the file is a checkpoint dict
+    has_ema: bool = False
+
+
+def load_model(weights: str | Path, variant: str | None = None, device: str = "cpu", ema: bool = False) -> LoadedModel:
     """Build LW-DETR from `weights`: a folder (config.json + model.safetensors), a hub id, a .pth or .safetensors.
 
-    The architecture comes from config.json when there is one, else from the weights' shapes; `variant` overrides.
+    The architecture comes from config.json, or from the `args` an original `.pth` saved, else from the weights'
+    shapes (a guess, said in a warning); `variant` overrides. `ema`: take a training checkpoint's `ema_model`.
     """
     path = Path(weights)
+    if ema and not (path.is_file() and path.suffix in (".pth", ".pt")):
+        raise EdgeLwdetrError(f"--ema applies to original training checkpoints (.pth) only, not {weights}")
     if path.is_dir():
         return _load_transformers_folder(path, variant, device)
     if path.is_file():
         if path.suffix in (".pth", ".pt"):
-            state, num_queries = read_torch_checkpoint(path)
-            return _build(state, None, variant, num_queries, [path], device, str(path))
+            return _load_torch_checkpoint(path, variant, device, ema)
         if path.suffix == ".safetensors":
             if (path.parent / "config.json").is_file():
                 return _load_transformers_folder(path.parent, variant, device)
@@ -94,12 +115,13 @@ def read_safetensors(files: list[Path]) -> dict[str, torch.Tensor]:
     return state
 
 
-def read_torch_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], int | None]:
+def read_torch_checkpoint(path: Path, ema: bool = False) -> TorchCheckpoint:
     """Tensors of an original LW-DETR checkpoint, read without running its pickle.
 
     `weights_only=True` refuses any pickled callable. The original files also pickle their training arguments as
-    an argparse.Namespace (plain data), which is allowed so the file loads; its num_queries is the one fact the
-    tensors' shapes cannot tell (their query tables hold all training groups).
+    an argparse.Namespace (plain data), which is allowed so the file loads: they tell the architecture, which the
+    tensors' shapes cannot fully tell. Training checkpoints (`checkpoint.pth`) also hold `ema_model`, taken with
+    `ema`.
     """
     if not zipfile.is_zipfile(path):  # torch.save writes zip archives; anything else is another format
         raise EdgeLwdetrError(
@@ -122,11 +144,49 @@ def read_torch_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], int | No
             "it may be truncated: download it again"
         ) from None
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get("model"), dict):
-        args = checkpoint.get("args")
-        return checkpoint["model"], getattr(args, "num_queries", None)
+        has_ema = isinstance(checkpoint.get("ema_model"), dict)
+        if ema and not has_ema:
+            raise EdgeLwdetrError(
+                f"{path} holds no 'ema_model' (only {', '.join(map(repr, checkpoint))}): drop --ema to load 'model'"
+            )
+        key = "ema_model" if ema else "model"
+        return TorchCheckpoint(checkpoint[key], checkpoint.get("args"), key, has_ema)
     if isinstance(checkpoint, dict) and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
-        return checkpoint, None
+        if ema:
+            raise EdgeLwdetrError(f"{path} is a bare state dict with no 'ema_model': drop --ema")
+        return TorchCheckpoint(checkpoint)
     raise EdgeLwdetrError(f"{path} holds neither a state dict nor an LW-DETR checkpoint dict with a 'model' entry")
+
+
+def _load_torch_checkpoint(path: Path, variant: str | None, device: str, ema: bool) -> LoadedModel:
+    checkpoint = read_torch_checkpoint(path, ema)
+    notes = []
+    if checkpoint.key == "ema_model":
+        notes.append(f"{path}: loaded the EMA weights ('ema_model')")
+    elif checkpoint.has_ema:
+        notes.append(f"{path}: loaded 'model', not the EMA weights the file also holds: pass --ema for 'ema_model'")
+    config, extra = None, {}
+    args = checkpoint.args
+    if isinstance(args, dict):  # some training scripts save vars(args)
+        args = argparse.Namespace(**args)
+    if args is not None and variant is None and _layout(checkpoint.state, str(path)) == "original":
+        classes = checkpoint.state.get("class_embed.weight")
+        from_args = config_from_original_args(args, classes.shape[0] if classes is not None else 91, str(path))
+        config = from_args.config
+        extra = dict(num_select=from_args.num_select, image_size=from_args.image_size)
+    num_queries = getattr(args, "num_queries", None) if isinstance(getattr(args, "num_queries", None), int) else None
+    loaded = _build(checkpoint.state, config, variant, num_queries, [path], device, str(path), notes=notes)
+    loaded.weights_key = checkpoint.key
+    for name, value in extra.items():
+        setattr(loaded, name, value)
+    return loaded
+
+
+def _layout(state: dict[str, torch.Tensor], source: str) -> str:
+    try:
+        return detect_layout(state)
+    except EdgeLwdetrError as error:
+        raise EdgeLwdetrError(f"{source}: {error}") from None
 
 
 def _load_transformers_folder(folder: Path, variant: str | None, device: str) -> LoadedModel:
@@ -172,16 +232,23 @@ def _build(
     device: str,
     source: str,
     id2label: dict[int, str] | None = None,
+    notes: list[str] | None = None,
 ) -> LoadedModel:
-    try:
-        layout = detect_layout(state)
-    except EdgeLwdetrError as error:
-        raise EdgeLwdetrError(f"{source}: {error}") from None
+    notes = list(notes or [])
+    layout = _layout(state, source)
     if layout == "edge_lwdetr" and num_queries is None and "query_feat.weight" in state:
         num_queries = state["query_feat.weight"].shape[0]  # saved by this package: one group only
     if config is None or variant is not None:
         guess = convert_state_dict(state, num_queries or 300)[0]
         config = infer_config(guess, variant, num_queries)
+        if layout == "original":
+            config = replace(config, border_proposals="rank")  # the original code's two-stage selection
+        if variant is None:
+            notes.append(
+                f"{source}: no training arguments or config.json, so the architecture is guessed from tensor shapes "
+                f"as LW-DETR-{variant_name(config)}{'' if num_queries else f' with {config.num_queries} queries'}; "
+                "shapes cannot tell attention heads, window blocks or queries: pass --variant to choose"
+            )
     converted, unexpected = convert_state_dict(state, config.num_queries)
 
     model = LWDETR(config)
@@ -207,7 +274,10 @@ def _build(
     refuse_non_finite(converted, source)
     model.load_state_dict({k: v for k, v in converted.items() if k in expected}, strict=False)
     model.eval().to(device)
-    return LoadedModel(model, config, name, id2label or default_id2label(config.num_classes), files)
+    for note in notes:
+        warnings.warn(note, CheckpointWarning, stacklevel=3)
+    id2label = id2label or default_id2label(config.num_classes)
+    return LoadedModel(model, config, name, id2label, files, notes=notes)
 
 
 def refuse_non_finite(state: dict[str, torch.Tensor], source: str) -> None:

@@ -15,22 +15,16 @@ from torch import nn
 
 from edge_lwdetr.model.config import LwDetrConfig
 from edge_lwdetr.model.decoder import MLP, Decoder
+from edge_lwdetr.model.decoder import refine as refine_boxes
 from edge_lwdetr.model.projector import Projector
 from edge_lwdetr.model.vit import ViTEncoder
-
-
-def refine_boxes(reference: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
-    """Box reparameterisation: centre moves by delta * reference size, size scales by exp(delta)."""
-    centre = deltas[..., :2] * reference[..., 2:] + reference[..., :2]
-    size = deltas[..., 2:].exp() * reference[..., 2:]
-    return torch.cat((centre, size), dim=-1)
 
 
 def memory_proposals(
     spatial_shapes: tuple[tuple[int, int], ...], like: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One proposal box per memory token: its cell centre and a size of 0.05 * 2^level; [S, 4] and the [S, 1]
-    mask of proposals too close to the border (any coordinate outside (0.01, 0.99)), which are never selected."""
+    mask of proposals too close to the border (any coordinate outside (0.01, 0.99)), whose boxes are zeroed."""
     proposals = []
     for level, (height, width) in enumerate(spatial_shapes):
         cy = (torch.arange(height, dtype=like.dtype, device=like.device) + 0.5) / height
@@ -50,17 +44,22 @@ class LWDETR(nn.Module):
         d, num_classes = config.d_model, config.num_classes
         self.encoder = ViTEncoder(config)
         self.projector = Projector(config)
-        # Two-stage query selection: score every memory token, keep the best num_queries as reference boxes.
-        self.enc_output = nn.Linear(d, d)
-        self.enc_output_norm = nn.LayerNorm(d)
-        self.enc_out_class_embed = nn.Linear(d, num_classes)
-        self.enc_out_bbox_embed = MLP(d, d, 4, 3)
+        if config.two_stage:
+            # Two-stage query selection: score every memory token, keep the best num_queries as reference boxes.
+            self.enc_output = nn.Linear(d, d)
+            self.enc_output_norm = nn.LayerNorm(d)
+            self.enc_out_class_embed = nn.Linear(d, num_classes)
+            self.enc_out_bbox_embed = MLP(d, d, 4, 3)
         # Mixed queries: learned content, and learned box deltas relative to the selected proposals.
         self.query_feat = nn.Embedding(config.num_queries, d)
         self.refpoint_embed = nn.Embedding(config.num_queries, 4)
         self.decoder = Decoder(config)
         self.class_embed = nn.Linear(d, num_classes)
         self.bbox_embed = MLP(d, d, 4, 3)
+
+    def refine(self, reference: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
+        """Reference boxes moved by deltas: reparameterised, or added in logit space without `bbox_reparam`."""
+        return refine_boxes(reference, deltas) if self.config.bbox_reparam else reference + deltas
 
     def memory(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[tuple[int, int], ...]]:
         """Encoder + projector, flattened: [B, S, d] over all levels, and each level's (H, W)."""
@@ -71,25 +70,37 @@ class LWDETR(nn.Module):
     def proposal_scores(
         self, memory: torch.Tensor, spatial_shapes: tuple[tuple[int, int], ...]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per memory token: encoder query features [B, S, d], proposal box [S, 4] and best class logit [B, S]."""
-        proposals, invalid = memory_proposals(spatial_shapes, memory)
-        tokens = self.enc_output_norm(self.enc_output(memory.masked_fill(invalid, 0.0)))
-        scores = self.enc_out_class_embed(tokens).masked_fill(invalid, float("-inf")).amax(-1)
-        return tokens, proposals, scores
+        """Per memory token: encoder query features [B, S, d], proposal box [S, 4] and best class logit [B, S].
 
-    def select_reference_boxes(
-        self, memory: torch.Tensor, spatial_shapes: tuple[tuple[int, int], ...]
-    ) -> torch.Tensor:
+        Border proposals have zeroed features and boxes; with `border_proposals="exclude"` their score is -inf.
+        Without `bbox_reparam` the proposals are logits (inverse sigmoid), +inf at the border, as the original's.
+        """
+        proposals, invalid = memory_proposals(spatial_shapes, memory)
+        if not self.config.bbox_reparam:
+            proposals = torch.log(proposals / (1 - proposals)).masked_fill(invalid, float("inf"))
+        tokens = self.enc_output_norm(self.enc_output(memory.masked_fill(invalid, 0.0)))
+        logits = self.enc_out_class_embed(tokens)
+        if self.config.border_proposals == "exclude":
+            logits = logits.masked_fill(invalid, float("-inf"))
+        return tokens, proposals, logits.amax(-1)
+
+    def select_reference_boxes(self, memory: torch.Tensor, spatial_shapes: tuple[tuple[int, int], ...]) -> torch.Tensor:
+        """Initial reference boxes [B, Q, 4]: (cx, cy, w, h), or their logits without `bbox_reparam`."""
+        learned = self.refpoint_embed.weight.expand(memory.shape[0], -1, -1)
+        if not self.config.two_stage:
+            return learned
         tokens, proposals, scores = self.proposal_scores(memory, spatial_shapes)
         top = torch.topk(scores, self.config.num_queries, dim=1).indices
         # The box head runs on the selected tokens only: it is per token, so this equals selecting afterwards.
         top_tokens = torch.gather(tokens, 1, top.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
-        top_boxes = refine_boxes(proposals[top], self.enc_out_bbox_embed(top_tokens)).detach()
-        return refine_boxes(top_boxes, self.refpoint_embed.weight)
+        top_boxes = self.refine(proposals[top], self.enc_out_bbox_embed(top_tokens)).detach()
+        return self.refine(top_boxes, learned)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         memory, spatial_shapes = self.memory(images)
-        reference_boxes = self.select_reference_boxes(memory, spatial_shapes)
+        reference = self.select_reference_boxes(memory, spatial_shapes)
         tgt = self.query_feat.weight.expand(memory.shape[0], -1, -1)
-        hidden = self.decoder(tgt, reference_boxes, memory, spatial_shapes)
-        return self.class_embed(hidden), refine_boxes(reference_boxes, self.bbox_embed(hidden))
+        box_head = None if self.config.lite_refpoint_refine else self.bbox_embed
+        hidden, reference = self.decoder(tgt, reference, memory, spatial_shapes, box_head)
+        boxes = self.refine(reference, self.bbox_embed(hidden))
+        return self.class_embed(hidden), boxes if self.config.bbox_reparam else boxes.sigmoid()

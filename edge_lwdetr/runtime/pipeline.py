@@ -18,6 +18,7 @@ import numpy as np
 
 from edge_lwdetr.backends import Backend
 from edge_lwdetr.draw import draw_badge, draw_detections
+from edge_lwdetr.predict import top_k
 from edge_lwdetr.processing import postprocess, to_model_input
 from edge_lwdetr.runtime.sinks import detection_record
 from edge_lwdetr.runtime.stats import StageTimes
@@ -73,6 +74,7 @@ def run_stream(
     """Run `backend` on every frame of `source` (the newest, for live sources) into `sinks` until the source ends,
     `max_frames` are inferred or `stop` is set. Raises the first error of the source, the model or a sink."""
     summary, times = RunSummary(), StageTimes()
+    select = top_k(backend)
     captured: queue.Queue = queue.Queue(maxsize=1 if source.live else 4)
     processed: queue.Queue = queue.Queue(maxsize=4)
     inference_done, sink_done = threading.Event(), threading.Event()
@@ -149,7 +151,7 @@ def run_stream(
             logits, boxes = backend.infer(batch)
             timings.update(backend.stage_ms)
             begin = time.perf_counter()
-            detections = postprocess(logits[0], boxes[0], item.frame.shape[:2], backend.id2label, conf)
+            detections = postprocess(logits[0], boxes[0], item.frame.shape[:2], backend.id2label, conf, select)
             timings["postprocess"] = (time.perf_counter() - begin) * 1000
             times.add(timings)
             summary.inferred += 1
