@@ -600,9 +600,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(subparsers)
     _add_eval(subparsers)
     _add_profile(subparsers)
+    _add_plugin(subparsers)
     _add_synth(subparsers)
     _add_train(subparsers)
     return parser
+
+
+def _add_plugin(subparsers) -> None:
+    p = subparsers.add_parser("plugin", help="build the MSDA TensorRT plugin library for this machine")
+    actions = p.add_subparsers(dest="action", required=True)
+    b = actions.add_parser("build", help="compile it (cached per TensorRT version and GPU; every command finds it)")
+    b.add_argument("--tensorrt-root", type=Path, help="TensorRT install folder with include/ and lib/ (default: JetPack's)")
+    b.add_argument("--force", action="store_true", help="build again even if this TensorRT and GPU have a library")
+    b.set_defaults(run=run_plugin_build)
+
+
+def run_plugin_build(args: argparse.Namespace) -> None:
+    from edge_lwdetr.engine.plugin import build_plugin
+
+    print(f"plugin library: {build_plugin(args.tensorrt_root, args.force)}")
 
 
 def _add_synth(subparsers) -> None:

@@ -43,17 +43,19 @@ def test_hadolint():
     subprocess.run(["hadolint", "--config", ROOT / ".hadolint.yaml", *DOCKERFILES], check=True)
 
 
-def commands(script: str, matrix: dict | None = None) -> list[list[str]]:
+def commands(script: str, matrix: dict | None = None, env: dict | None = None) -> list[list[str]]:
     """The edge-lwdetr / build_engine.py invocations of a shell script: matrix expressions take the matrix's first
-    value, other expressions and shell variables dummy ones."""
+    value, shell variables their default in the job's `env` (`${{ inputs.x || 'default' }}`), others dummy ones."""
     for key, values in (matrix or {}).items():
         script = re.sub(r"\$\{\{\s*matrix\." + key + r"\s*\}\}", str(values[0]), script)
+    defaults = {name: (re.findall(r"'([^']*)'", str(value)) or ["1"])[-1] for name, value in (env or {}).items()}
     found = []
     for line in script.replace("\\\n", " ").splitlines():
         if not line.strip().startswith(("edge-lwdetr ", "python3 build_engine.py ")):
             continue
         line = re.sub(r"\$\{\{.*?\}\}", "x", line)
-        words = shlex.split(re.sub(r'"?\$\(?\{?\w+\}?\)?"?', "1", line))
+        line = re.sub(r'"?\$\(?\{?(\w+)\}?\)?"?', lambda m: defaults.get(m.group(1), "1"), line)
+        words = shlex.split(line)
         if words[:1] == ["edge-lwdetr"]:
             found.append(words[1:])
         elif words[:2] == ["python3", "build_engine.py"]:
@@ -65,7 +67,7 @@ def test_workflow_parses_and_its_commands_exist():
     workflow = yaml.safe_load((ROOT / ".github/workflows/engines.yml").read_text())
     job = workflow["jobs"]["engines"]
     assert "gpu" in job["runs-on"] and "self-hosted" in job["runs-on"]
-    runs = [commands(step["run"], job["strategy"]["matrix"]) for step in job["steps"] if "run" in step]
+    runs = [commands(step["run"], job["strategy"]["matrix"], job.get("env")) for step in job["steps"] if "run" in step]
     invoked = [argv for step in runs for argv in step]
     assert [argv[0] for argv in invoked] == ["export", "build", "profile", "eval"]
     parser = build_parser()
@@ -91,3 +93,31 @@ def test_docker_readme_commands_exist():
                     parser.parse_args(argv)
                     checked += 1
     assert checked >= 4
+
+
+def test_the_wheel_ships_the_plugin_sources(tmp_path):
+    """`edge-lwdetr plugin build` compiles from the installed package: its wheel must carry every source file."""
+    import importlib.metadata
+    import sys
+    import zipfile
+
+    if int(importlib.metadata.version("setuptools").split(".")[0]) < 68:
+        pytest.skip("the installed setuptools is older than pyproject.toml's build requirement (>= 68)")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path)], check=True, capture_output=True)  # fmt: skip
+    names = set(zipfile.ZipFile(next(tmp_path.glob("*.whl"))).namelist())
+    sources = {f"edge_lwdetr/plugin_sources/{p.relative_to(ROOT / 'plugins')}" for p in (ROOT / "plugins").rglob("*")
+               if p.is_file()}  # fmt: skip
+    assert sources and sources <= names, sorted(sources - names)
+
+
+def test_plugin_build_without_tensorrt_says_what_is_missing(capsys, monkeypatch, tmp_path):
+    from edge_lwdetr.engine import plugin
+    from hf_models import fails_with
+
+    if any(Path(folder, "NvInferRuntime.h").is_file() for folder in plugin.TENSORRT_INCLUDES):
+        pytest.skip("TensorRT's headers are installed here")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("TensorRT_ROOT", raising=False)
+    missing = "cmake" if shutil.which("cmake") is None else "nvcc" if shutil.which("nvcc") is None else "NvInferRuntime.h"
+    fails_with(capsys, ["plugin", "build"], missing)
