@@ -15,6 +15,7 @@ import onnx
 from onnx import numpy_helper
 
 from edge_lwdetr.engine.build import build
+from edge_lwdetr.engine.options import EngineOptions
 from edge_lwdetr.export.onnx_export import export_onnx
 from edge_lwdetr.profiling import TOLERANCES, Tolerance, compare_accuracy
 from edge_lwdetr.synthetic.dataset import write_coco
@@ -44,10 +45,10 @@ def main() -> None:
         calibration = tmp / "calib"
         write_coco(calibration, args.calib, seed=0)
         graphs = {
-            "fp32 (plugin form)": build(reference, "fp32", tmp / "m.fp32.engine", onnx_only=True),
-            "fp16": build(reference, "fp16", tmp / "m.fp16.engine", onnx_only=True),
-            "int8": build(reference, "int8", tmp / "m.int8.engine", calib_data=calibration / "images",
-                          calib_count=args.calib, onnx_only=True),  # fmt: skip
+            "fp32 (plugin form)": build(reference, EngineOptions("fp32"), tmp / "m.fp32.engine", onnx_only=True),
+            "fp16": build(reference, EngineOptions("fp16"), tmp / "m.fp16.engine", onnx_only=True),
+            "int8": build(reference, EngineOptions("int8", calib_count=args.calib), tmp / "m.int8.engine",
+                          calibration / "images", onnx_only=True),  # fmt: skip
         }
         broken = tmp / "broken.onnx"
         onnx.save(zero_sampling_offsets(onnx.load(reference)), broken)

@@ -19,6 +19,7 @@ from edge_lwdetr.backends.onnxruntime_backend import OnnxRuntimeBackend
 from edge_lwdetr.backends.torch_backend import TorchBackend
 from edge_lwdetr.bundled import BUNDLED_MODEL
 from edge_lwdetr.engine.build import build
+from edge_lwdetr.engine.options import EngineOptions
 from edge_lwdetr.evaluation import evaluate
 from edge_lwdetr.export.onnx_export import export_onnx
 from edge_lwdetr.synthetic.dataset import write_coco
@@ -48,10 +49,8 @@ def main() -> None:
         export_onnx(args.model, native, imgsz=size, msda="native")
         results["ONNX FP32 (ORT)"] = evaluate(OnnxRuntimeBackend(native), heldout)
         for precision in ("fp16", "int8"):
-            graph = build(
-                native, precision, work / f"model.{precision}.onnx", calibration / "images", args.calib_count,
-                onnx_only=True,
-            )  # fmt: skip
+            options = EngineOptions(precision, calib_count=args.calib_count)
+            graph = build(native, options, work / f"model.{precision}.onnx", calibration / "images", onnx_only=True)
             results[f"ONNX {precision.upper()} (ORT)"] = evaluate(OnnxRuntimeBackend(graph), heldout)
 
     reference = results["PyTorch FP32"]["mAP"]

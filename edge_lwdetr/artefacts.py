@@ -1,4 +1,5 @@
-"""What an artefact is, read from the artefact itself: the precision a graph or an engine carries.
+"""What an artefact is, read from the artefact itself: an exported graph's metadata (the one reader of the
+`edge_lwdetr.*` metadata_props that `edge-lwdetr export` writes), and the precision a graph or an engine carries.
 
 A precision graph is explicit in its types (ModelOpt writes them): Q/DQ nodes make it INT8, float16 tensors FP16,
 neither FP32. An engine's sidecar names the precision it was built for.
@@ -6,12 +7,50 @@ neither FP32. An engine's sidecar names the precision it was built for.
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
 
+from edge_lwdetr.errors import EdgeLwdetrError
+
 PRECISIONS = ("fp32", "fp16", "int8")
 _FLOAT16 = onnx.TensorProto.FLOAT16
+
+
+def load_onnx(path: Path) -> onnx.ModelProto:
+    if not path.is_file():
+        raise EdgeLwdetrError(f"ONNX file not found: {path}")
+    try:
+        return onnx.load(path)
+    except Exception as error:  # noqa: BLE001 - protobuf raises several types for garbage input
+        raise EdgeLwdetrError(f"{path} is not an ONNX model ({type(error).__name__}); pass a .onnx file") from None
+
+
+def properties(model: onnx.ModelProto) -> dict[str, str]:
+    return {p.key: p.value for p in model.metadata_props}
+
+
+@dataclass(frozen=True)
+class GraphMetadata:
+    image_size: int  # the square input side (from the metadata, else the input's static shape; 0: unknown)
+    variant: str  # tiny ... xlarge, or custom
+    id2label: dict[int, str]  # empty when the export recorded no names
+    num_select: int | None  # the original checkpoint's top-k, when it had one
+
+
+def graph_metadata(model: onnx.ModelProto) -> GraphMetadata:
+    props = properties(model)
+    dims = model.graph.input[0].type.tensor_type.shape.dim if model.graph.input else []
+    size = props.get("edge_lwdetr.image_size") or (dims[2].dim_value if len(dims) > 2 else 0)
+    labels = json.loads(props.get("edge_lwdetr.id2label") or "{}")
+    return GraphMetadata(
+        image_size=int(size),
+        variant=props.get("edge_lwdetr.variant", "custom"),
+        id2label={int(k): v for k, v in labels.items()},
+        num_select=int(props["edge_lwdetr.num_select"]) if "edge_lwdetr.num_select" in props else None,
+    )
 
 
 def graph_precision(model: onnx.ModelProto) -> str:
@@ -34,8 +73,6 @@ def artefact_precision(path: Path) -> str:
         return read_sidecar(path).get("precision", "fp16") if sidecar_path(path).is_file() else "fp16"
     if path.suffix != ".onnx":
         return "fp32"
-    from edge_lwdetr.export.rewrite import load_onnx
-
     return graph_precision(load_onnx(path))
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import sys
 import time
 import traceback
@@ -24,14 +23,12 @@ from edge_lwdetr import __version__
 from edge_lwdetr.bundled import BUNDLED_MODEL
 from edge_lwdetr.errors import EdgeLwdetrError
 from edge_lwdetr import quiet
-from edge_lwdetr.defaults import DEFAULT_CONF
+from edge_lwdetr.defaults import DEFAULT_CONF, DEFAULT_OPSET, target_trt_version
+from edge_lwdetr.option_types import MAX_IMAGE_SIZE, at_least, image_size, in_unit_interval, positive
 from edge_lwdetr.signals import Stopped, stop_raises
 
 EXIT_ERROR = 2
 EXIT_BUG = 1
-# The largest input side accepted: attention memory grows with the fourth power of the side (the ViT's global
-# blocks hold a (side/16)^4 attention map per head: 3 GiB per map at 2048 px for LW-DETR-tiny), beyond any Jetson.
-MAX_IMAGE_SIZE = 2048
 WEIGHTS_HELP = "transformers folder, hub id, original .pth or .safetensors (default: the bundled shapes model)"
 IMGSZ_HELP = f"square input size, a multiple of 64 up to {MAX_IMAGE_SIZE} (default: the weights' folder's size, else 640)"
 PLUGIN_HELP = "MSDA plugin library (default: $EDGE_LWDETR_PLUGIN, the engine's own, else build/plugins/)"
@@ -45,51 +42,6 @@ class UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):
         raise UsageError(f"{message} (see `{self.prog} --help`)")
-
-
-def _number(text: str, kind: type):
-    try:
-        value = kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
-    if kind is float and not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
-    return value
-
-
-def image_size(text: str) -> int:
-    size = _number(text, int)
-    if not 64 <= size <= MAX_IMAGE_SIZE or size % 64:
-        lower = min(max(64, size // 64 * 64), MAX_IMAGE_SIZE - 64)
-        raise argparse.ArgumentTypeError(
-            f"{size} is not a multiple of 64 between 64 and {MAX_IMAGE_SIZE}: LW-DETR splits its 1/16 token grid into "
-            f"4x4 windows (use {lower} or {lower + 64}); larger sides need more memory than any Jetson has"
-        )
-    return size
-
-
-def at_least(minimum: int):
-    def parse(text: str) -> int:
-        value = _number(text, int)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{value} is below {minimum}: it must be an integer >= {minimum}")
-        return value
-
-    return parse
-
-
-def in_unit_interval(text: str) -> float:
-    value = _number(text, float)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{value:g} is outside [0, 1]")
-    return value
-
-
-def positive(text: str) -> float:
-    value = _number(text, float)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{value:g} must be above 0")
-    return value
 
 
 def _outputs(
@@ -115,18 +67,9 @@ def _outputs(
     return stack
 
 
-def _default_trt_version() -> str:
-    """The installed TensorRT's version, else JetPack 6's 10.3 (only the builtin plugin's version depends on it)."""
-    import importlib.util
-
-    if importlib.util.find_spec("tensorrt") is not None:
-        import tensorrt
-
-        return tensorrt.__version__
-    return "10.3"
-
-
 def _add_export(subparsers) -> None:
+    from edge_lwdetr.engine.options import EngineOptions
+
     p = subparsers.add_parser(
         "export", help="weights -> ONNX (FP32/FP16/INT8) or a TensorRT engine, in one command"
     )
@@ -139,7 +82,7 @@ def _add_export(subparsers) -> None:
     batch = p.add_mutually_exclusive_group()
     batch.add_argument("--batch", type=at_least(1), default=1, help="static batch size (1)")
     batch.add_argument("--dynamic-batch", action="store_true", help="symbolic batch dimension")
-    p.add_argument("--opset", type=int, choices=(18, 19, 20), default=18, help="ONNX opset: 18 (default), 19 or 20")
+    p.add_argument("--opset", type=int, choices=(18, 19, 20), default=DEFAULT_OPSET, help="ONNX opset: 18 (default), 19 or 20")
     p.add_argument(
         "--msda",
         choices=["plugin", "builtin", "native"],
@@ -147,10 +90,11 @@ def _add_export(subparsers) -> None:
         help="plugin: edge-lwdetr's TensorRT plugin (default); builtin: NVIDIA's MultiscaleDeformableAttnPlugin_TRT; "
         "native: portable standard ops (onnx only)",
     )
-    p.add_argument("--trt-version", help="target TensorRT, for the builtin plugin's version (default: installed, else 10.3)")
     p.add_argument("--variant", help="tiny|small|medium|large|xlarge; overrides the inferred architecture")
     p.add_argument("--ema", action="store_true", help="original training checkpoint (checkpoint.pth): load its ema_model weights, not model")
-    _add_engine_options(p)
+    p.add_argument("--plugin", type=Path, help=PLUGIN_HELP)
+    p.add_argument("--exist-ok", action="store_true", help=f"engine: {EXIST_OK_HELP}")
+    EngineOptions.add_arguments(p, skip=("precision", "msda"))
     p.set_defaults(run=run_export)
 
 
@@ -158,7 +102,8 @@ def run_export(args: argparse.Namespace) -> None:
     import importlib.util
     import tempfile
 
-    from edge_lwdetr.engine.build import output_paths
+    from edge_lwdetr.engine.build import build, output_paths
+    from edge_lwdetr.engine.options import EngineOptions
     from edge_lwdetr.export.onnx_export import export_onnx
 
     precision = args.precision or ("fp16" if args.format == "engine" else "fp32")
@@ -170,7 +115,7 @@ def run_export(args: argparse.Namespace) -> None:
     targets = {"--output": engine or graph} | ({f"the {precision} graph": graph} if engine else {})
     keep = {"--output": "an engine"} if engine else {}
     export_options = dict(imgsz=args.imgsz, batch=args.batch, dynamic_batch=args.dynamic_batch, opset=args.opset,
-                          trt_version=args.trt_version or _default_trt_version(), variant=args.variant, ema=args.ema,
+                          trt_version=args.trt_version or target_trt_version(), variant=args.variant, ema=args.ema,
                           log=print)  # fmt: skip
     with _outputs([args.weights, args.calib_data], targets, exist_ok=args.exist_ok, keep=keep):
         if args.format == "onnx" and precision == "fp32":
@@ -182,7 +127,8 @@ def run_export(args: argparse.Namespace) -> None:
             native = Path(folder) / "native.onnx"
             quiet_temporary = {**export_options, "log": lambda m: None if m.startswith("wrote ") else print(m)}
             export_onnx(args.weights, native, msda="native", **quiet_temporary)
-            _build(args, native, precision, output, onnx_only=not tensorrt)
+            options = EngineOptions.from_arguments(args, precision=precision)
+            build(native, options, output, args.calib_data, args.plugin, onnx_only=not tensorrt, log=print)
     if engine is None:
         print(f"run it: edge-lwdetr run --model {graph} --source VIDEO_OR_CAMERA")
     elif tensorrt:
@@ -195,11 +141,13 @@ def run_export(args: argparse.Namespace) -> None:
 
 
 def _add_rewrite(subparsers) -> None:
+    from edge_lwdetr.engine.options import TRT_VERSION_HELP
+
     p = subparsers.add_parser("rewrite", help="rewrite the MSDA nodes of an exported ONNX into TensorRT plugin nodes")
     p.add_argument("input", type=Path, help="ONNX from `edge-lwdetr export`")
     p.add_argument("output", type=Path, help="ONNX file to write")
     p.add_argument("--target", choices=["plugin", "builtin"], default="plugin", help="plugin (default) or builtin")
-    p.add_argument("--trt-version", help="target TensorRT, for the builtin plugin's version (default: installed, else 10.3)")
+    p.add_argument("--trt-version", help=TRT_VERSION_HELP)
     p.set_defaults(run=run_rewrite)
 
 
@@ -207,91 +155,42 @@ def run_rewrite(args: argparse.Namespace) -> None:
     import onnx
 
     from edge_lwdetr.export.msda_onnx import msda_nodes
-    from edge_lwdetr.export.rewrite import load_onnx, rewrite_msda
+    from edge_lwdetr.artefacts import load_onnx
+    from edge_lwdetr.export.rewrite import rewrite_msda
 
     from edge_lwdetr.outputs import atomic_file
 
     with _outputs([args.input], {"output": args.output}):
-        model = rewrite_msda(load_onnx(args.input), args.target, args.trt_version or _default_trt_version(), str(args.input))
+        model = rewrite_msda(load_onnx(args.input), args.target, args.trt_version or target_trt_version(), str(args.input))
         onnx.checker.check_model(model, full_check=True)
         with atomic_file(args.output) as temporary:
             onnx.save(model, temporary)
     print(f"rewrote {len(msda_nodes(model))} MSDA nodes to the {args.target} form: {args.output}")
 
 
-def _batch_profile(text: str) -> tuple[int, int, int]:
-    try:
-        lo, opt, hi = (int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not MIN,OPT,MAX such as 1,4,8") from None
-    if not 1 <= lo <= opt <= hi:
-        raise argparse.ArgumentTypeError(f"{text!r}: need 1 <= MIN <= OPT <= MAX")
-    return lo, opt, hi
-
-
 def add_build_arguments(p: argparse.ArgumentParser) -> None:
+    from edge_lwdetr.engine.options import EngineOptions
+
     p.add_argument("--onnx", required=True, type=Path,
                    help="ONNX from `edge-lwdetr export` (any MSDA form, or a precision graph made on another machine)")  # fmt: skip
-    p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp16", help="fp16 (default), int8, fp32")
     p.add_argument("--calib-data", "--data", dest="calib_data", type=Path, help="int8: calibration images or a video")
     p.add_argument("--output", type=Path, help="engine file (default: ONNX name + .<precision>.engine)")
     p.add_argument("--onnx-only", action="store_true", help="stop after writing the precision graph (no TensorRT)")
-    p.add_argument("--msda", choices=["plugin", "builtin", "native"], default="plugin",
-                   help="plugin (default) or NVIDIA's builtin; native: keep the portable graph (--onnx-only)")  # fmt: skip
-    p.add_argument("--trt-version", help="target TensorRT, for the builtin plugin's version (default: installed)")
-    _add_engine_options(p)
+    p.add_argument("--plugin", type=Path, help=PLUGIN_HELP)
+    p.add_argument("--exist-ok", action="store_true", help=f"engine: {EXIST_OK_HELP}")
+    EngineOptions.add_arguments(p)
     p.set_defaults(run=run_build)
 
 
-def _add_engine_options(p: argparse.ArgumentParser) -> None:
-    """The options of an engine build, shared by `build` and `export --format engine`."""
-    p.add_argument("--calib-count", type=at_least(1), default=500, help="int8: number of calibration images (500)")
-    p.add_argument("--exist-ok", action="store_true", help=f"engine: {EXIST_OK_HELP}")
-    p.add_argument("--plugin", type=Path, help=PLUGIN_HELP)
-    p.add_argument("--batch-profile", type=_batch_profile, help="MIN,OPT,MAX batch for a dynamic-batch graph (1,1,8)")
-    p.add_argument("--workspace", type=positive, default=4.0, help="builder workspace in GiB (4)")
-    p.add_argument("--timing-cache", type=Path, help="timing cache file, loaded if present and saved after the build")
-    p.add_argument("--version-compatible", action="store_true", help="engine loadable by later TensorRT versions")
-    p.add_argument("--dla-core", type=at_least(0), help="build for this DLA core, GPU fallback on (Jetson, where supported)")
-    p.add_argument("--legacy-precision-flags", action="store_true", help="TensorRT 10.x only: weakly typed build")
-    p.add_argument(
-        "--strict-precision", action="store_true",
-        help="fail (after writing the engine) when the engine inspector shows the precision was not realised",
-    )  # fmt: skip
-
-
 def run_build(args: argparse.Namespace) -> None:
-    from edge_lwdetr.engine.build import output_paths
+    from edge_lwdetr.engine.build import build, output_paths
+    from edge_lwdetr.engine.options import EngineOptions
 
     output, graph = output_paths(args.onnx, args.precision, args.output)
     inputs = [args.onnx, args.calib_data, args.plugin]
     targets = {"--output": None if args.onnx_only else output, f"the {args.precision} graph": graph}
     with _outputs(inputs, targets, exist_ok=args.exist_ok, keep={"--output": "an engine"}):
-        _build(args, args.onnx, args.precision, args.output, args.onnx_only)
-
-
-def _build(args: argparse.Namespace, onnx: Path, precision: str, output: Path | None, onnx_only: bool) -> Path:
-    from edge_lwdetr.engine.build import build
-
-    return build(
-        onnx,
-        precision=precision,
-        output=output,
-        calib_data=args.calib_data,
-        calib_count=args.calib_count,
-        onnx_only=onnx_only,
-        plugin=args.plugin,
-        msda=args.msda,
-        trt_version=args.trt_version or _default_trt_version(),
-        batch_profile=args.batch_profile,
-        workspace_gib=args.workspace,
-        timing_cache=args.timing_cache,
-        version_compatible=args.version_compatible,
-        dla_core=args.dla_core,
-        legacy_precision_flags=args.legacy_precision_flags,
-        strict_precision=args.strict_precision,
-        log=print,
-    )
+        build(args.onnx, EngineOptions.from_arguments(args), args.output, args.calib_data, args.plugin, args.onnx_only, print)
 
 
 def _add_model_arguments(p: argparse.ArgumentParser, model_help: str) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ctypes
 import importlib.metadata
-import json
 import platform
 import subprocess
 import time
@@ -21,6 +20,7 @@ import numpy as np
 
 from edge_lwdetr.artefacts import artefact_precision
 from edge_lwdetr.backends import Backend
+from edge_lwdetr.defaults import DEFAULT_CONF
 from edge_lwdetr.device import gpu_info
 from edge_lwdetr.labels import default_id2label
 from edge_lwdetr.processing import postprocess, to_model_input
@@ -111,7 +111,7 @@ def measure_latency(backend: Backend, iterations: int, warmup: int) -> dict:
         prepared = time.perf_counter()
         logits, boxes = backend.infer(batch)
         inferred = time.perf_counter()
-        postprocess(logits[0], boxes[0], frame.shape[:2], backend.id2label, 0.3)
+        postprocess(logits[0], boxes[0], frame.shape[:2], backend.id2label, DEFAULT_CONF)
         done = time.perf_counter()
         if i < warmup:
             continue
@@ -151,7 +151,7 @@ def polygraphy_runner(path: Path, plugin: Path | None):
     from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
 
     from edge_lwdetr.export.msda_onnx import with_reference_functions
-    from edge_lwdetr.export.rewrite import load_onnx
+    from edge_lwdetr.artefacts import load_onnx
 
     model = with_reference_functions(load_onnx(path)).SerializeToString()
     return OnnxrtRunner(SessionFromOnnx(model, providers=["CPUExecutionProvider"]), name=path.name)
@@ -260,14 +260,13 @@ def compare_accuracy(
     per output for diagnosis."""
     from polygraphy.comparator import Comparator
 
+    from edge_lwdetr.artefacts import graph_metadata, load_onnx
     from edge_lwdetr.backends.onnxruntime_backend import check_graph
-    from edge_lwdetr.export.rewrite import load_onnx
 
     reference_graph = load_onnx(reference)
     check_graph(reference_graph, reference)
-    meta = {p.key: p.value for p in reference_graph.metadata_props}
-    image_size = int(meta.get("edge_lwdetr.image_size") or reference_graph.graph.input[0].type.tensor_type.shape.dim[2].dim_value)
-    labels = json.loads(meta.get("edge_lwdetr.id2label", "{}"))
+    meta = graph_metadata(reference_graph)
+    image_size = meta.image_size
     precision = artefact_precision(model)
     tolerance = tolerance or TOLERANCES[precision]
     frames = gate_frames(samples)
@@ -278,7 +277,7 @@ def compare_accuracy(
     (_, reference_runs), (_, model_runs) = results
     reference_runs = [{k: np.asarray(v, np.float32) for k, v in r.items()} for r in reference_runs]
     model_runs = [{k: np.asarray(v, np.float32) for k, v in r.items()} for r in model_runs]
-    id2label = {int(k): v for k, v in labels.items()} or default_id2label(reference_runs[0]["logits"].shape[-1])
+    id2label = meta.id2label or default_id2label(reference_runs[0]["logits"].shape[-1])
     per_output = {}
     for name in ("logits", "pred_boxes"):
         errors = np.concatenate([np.abs(m[name] - r[name]).ravel() for r, m in zip(reference_runs, model_runs)])

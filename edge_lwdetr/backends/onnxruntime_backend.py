@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -44,12 +43,12 @@ class OnnxRuntimeBackend:
     def __init__(self, path: str | Path, threads: int | None = None):
         import onnxruntime as ort
 
+        from edge_lwdetr.artefacts import graph_metadata, load_onnx
         from edge_lwdetr.export.msda_onnx import with_reference_functions
-        from edge_lwdetr.export.rewrite import load_onnx
 
         model = load_onnx(Path(path))
         check_graph(model, Path(path))
-        meta = {p.key: p.value for p in model.metadata_props}
+        meta = graph_metadata(model)
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -61,13 +60,11 @@ class OnnxRuntimeBackend:
         self.session = ort.InferenceSession(with_reference_functions(model).SerializeToString(), options, providers=providers)
         self.device = self.session.get_providers()[0]
         shape = self.session.get_inputs()[0].shape
-        self.image_size = int(meta.get("edge_lwdetr.image_size") or shape[2])
+        self.image_size = meta.image_size or int(shape[2])
         self.batch = shape[0] if isinstance(shape[0], int) else None  # None: dynamic
-        self.variant = meta.get("edge_lwdetr.variant", "custom")
-        self.num_select = int(meta["edge_lwdetr.num_select"]) if "edge_lwdetr.num_select" in meta else None
-        labels = json.loads(meta.get("edge_lwdetr.id2label", "{}"))
+        self.variant, self.num_select = meta.variant, meta.num_select
         outputs = {o.name: o.shape for o in self.session.get_outputs()}
-        self.id2label = {int(k): v for k, v in labels.items()} or default_id2label(int(outputs["logits"][2]))
+        self.id2label = meta.id2label or default_id2label(int(outputs["logits"][2]))
         self.stage_ms: dict[str, float] = {}
 
     def infer(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

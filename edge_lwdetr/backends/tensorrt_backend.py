@@ -295,7 +295,6 @@ def _onnx_metadata(engine_path: Path) -> dict[str, str]:
     source = engine_path.with_suffix(".onnx")
     if not source.is_file():
         return {}
-    import onnx
+    from edge_lwdetr.artefacts import load_onnx, properties
 
-    model = onnx.load(str(source), load_external_data=False)
-    return {p.key: p.value for p in model.metadata_props}
+    return properties(load_onnx(source))

@@ -5,27 +5,27 @@ Everything up to the precision graph runs on a CPU (`onnx_only`); the engine nee
 
 from __future__ import annotations
 
-import json
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
 import onnx
 
 from edge_lwdetr import __version__
+from edge_lwdetr.engine.options import DEFAULT_BATCH_PROFILE, PRECISIONS, EngineOptions
 from edge_lwdetr.engine.plugin import plugin_library
 from edge_lwdetr.engine.precision_report import describe
 from edge_lwdetr.engine.sidecar import write_sidecar
 from edge_lwdetr.errors import EdgeLwdetrError
-from edge_lwdetr.artefacts import graph_precision
+from edge_lwdetr.artefacts import graph_metadata, graph_precision, load_onnx
 from edge_lwdetr.export.msda_onnx import msda_nodes
-from edge_lwdetr.export.rewrite import load_onnx, rewrite_msda, to_native
+from edge_lwdetr.export.rewrite import rewrite_msda, to_native
 from edge_lwdetr.hashing import sha256_of
 from edge_lwdetr.outputs import atomic_file, write_bytes
 from edge_lwdetr.quiet import libraries_quiet
 
-DEFAULT_BATCH_PROFILE = (1, 1, 8)
 
 
 def output_paths(onnx_path: Path, precision: str, output: Path | None) -> tuple[Path, Path]:
@@ -37,30 +37,22 @@ def output_paths(onnx_path: Path, precision: str, output: Path | None) -> tuple[
 
 def build(
     onnx_path: Path,
-    precision: str = "fp16",
+    options: EngineOptions = EngineOptions(),
     output: Path | None = None,
     calib_data: Path | None = None,
-    calib_count: int = 500,
-    onnx_only: bool = False,
     plugin: Path | None = None,
-    msda: str = "plugin",
-    trt_version: str = "10.3",
-    batch_profile: tuple[int, int, int] | None = None,
-    workspace_gib: float = 4.0,
-    timing_cache: Path | None = None,
-    version_compatible: bool = False,
-    dla_core: int | None = None,
-    legacy_precision_flags: bool = False,
-    strict_precision: bool = False,
+    onnx_only: bool = False,
     log: Callable[[str], None] = lambda message: None,
 ) -> Path:
-    """Build `onnx_path` (from `edge-lwdetr export --msda native`); returns the engine, or the graph if onnx_only.
+    """Build `onnx_path` (any graph `edge-lwdetr export` writes, or a precision graph made elsewhere) as `options`
+    say; returns the engine, or the precision graph if onnx_only.
 
     The engine and its sidecar (with the precision report, engine/precision_report.py) are written whatever the
-    report says; `strict_precision` then fails the build when the requested precision was not realised.
+    report says; `options.strict_precision` then fails the build when the requested precision was not realised.
     """
     started = time.perf_counter()
-    if precision not in ("fp32", "fp16", "int8"):
+    precision, msda = options.precision, options.msda
+    if precision not in PRECISIONS:
         raise EdgeLwdetrError(f"--precision {precision} is unknown: choose fp32, fp16 or int8")
     model = load_onnx(onnx_path)
     nodes = msda_nodes(model)
@@ -89,13 +81,13 @@ def build(
 
         import_tensorrt()  # fail now, not after minutes of calibration
 
-    meta = {p.key: p.value for p in model.metadata_props}
-    image_size = int(meta.get("edge_lwdetr.image_size") or model.graph.input[0].type.tensor_type.shape.dim[2].dim_value)
+    meta = graph_metadata(model)
+    image_size = meta.image_size
     calibration = None
     if precision == "int8" and carried != "int8":
         from edge_lwdetr.engine.calibration import calibration_images
 
-        calibration = calibration_images(calib_data, calib_count, image_size)
+        calibration = calibration_images(calib_data, options.calib_count, image_size)
     if precision != "fp32" and carried == precision:
         log(f"{onnx_path} already is an {precision} graph: built as it is")
     elif precision != "fp32":
@@ -106,7 +98,7 @@ def build(
         with libraries_quiet():
             model = precision_graph(model, precision, calibration)
     if msda != "native":
-        model = rewrite_msda(model, msda, trt_version, str(onnx_path))
+        model = rewrite_msda(model, msda, options.target_trt_version, str(onnx_path))
     onnx.checker.check_model(model, full_check=True)
     with atomic_file(graph_path) as temporary:
         onnx.save(model, temporary)
@@ -115,23 +107,14 @@ def build(
         return graph_path
 
     from edge_lwdetr.device import gpu_info
-    from edge_lwdetr.engine.trt_builder import BuildOptions, build_engine
+    from edge_lwdetr.engine.trt_builder import build_engine
 
     dynamic = not model.graph.input[0].type.tensor_type.shape.dim[0].dim_value
-    if batch_profile is not None and not dynamic:
+    if options.batch_profile is not None and not dynamic:
         raise EdgeLwdetrError(f"{onnx_path} has a static batch: --batch-profile needs an export with --dynamic-batch")
-    options = BuildOptions(
-        precision=precision,
-        batch_profile=(batch_profile or DEFAULT_BATCH_PROFILE) if dynamic else None,
-        image_size=image_size,
-        workspace_gib=workspace_gib,
-        timing_cache=timing_cache,
-        version_compatible=version_compatible,
-        dla_core=dla_core,
-        legacy_precision_flags=legacy_precision_flags,
-    )
+    options = replace(options, batch_profile=(options.batch_profile or DEFAULT_BATCH_PROFILE) if dynamic else None)
     log("building the TensorRT engine")
-    built = build_engine(graph_path, plugin if msda == "plugin" else None, len(nodes), options)
+    built = build_engine(graph_path, plugin if msda == "plugin" else None, len(nodes), options, image_size)
     write_bytes(output, built.serialized)
     write_sidecar(
         output,
@@ -143,27 +126,21 @@ def build(
             "precision_report": built.precision_report,
             "image_size": image_size,
             "batch_profile": list(options.batch_profile) if options.batch_profile else None,
-            "id2label": json.loads(meta.get("edge_lwdetr.id2label", "{}")),
-            "variant": meta.get("edge_lwdetr.variant"),
+            "id2label": meta.id2label,
+            "variant": meta.variant,
             "onnx": str(graph_path),
             "onnx_sha256": sha256_of(graph_path),
             "plugin": str(plugin.resolve()) if msda == "plugin" else None,
             "plugin_sha256": sha256_of(plugin) if msda == "plugin" else None,
             "msda": msda,
             # The plan carries the plugin library (plugins_to_serialize): the runtime must not load it again.
-            "plugin_serialized": version_compatible and msda == "plugin",
-            "build_options": {
-                "workspace_gib": workspace_gib,
-                "version_compatible": version_compatible,
-                "dla_core": dla_core,
-                "legacy_precision_flags": legacy_precision_flags,
-                "timing_cache": str(timing_cache) if timing_cache else None,
-            },
+            "plugin_serialized": options.version_compatible and msda == "plugin",
+            "build_options": options.record(),
         },
     )
     log(f"wrote {output} and its sidecar ({time.perf_counter() - started:.1f} s)")
     log(f"precision: {describe(built.precision_report)}")
-    check_precision(built.precision_report, strict_precision, output)
+    check_precision(built.precision_report, options.strict_precision, output)
     return output
 
 

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from edge_lwdetr.defaults import target_trt_version
 from edge_lwdetr.errors import EdgeLwdetrError
 
 LIBRARY = "libedge_lwdetr_plugins.so"
@@ -37,11 +38,7 @@ def cache_folder() -> Path:
     """One build per TensorRT version and GPU: a library compiled for one does not serve another."""
     from edge_lwdetr.device import gpu_info
 
-    version = "none"
-    if importlib.util.find_spec("tensorrt") is not None:
-        import tensorrt
-
-        version = tensorrt.__version__
+    version = target_trt_version() if importlib.util.find_spec("tensorrt") is not None else "none"
     capability = gpu_info().get("compute_capability", "").replace(".", "")
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edge-lwdetr" / "plugins"
     return root / f"trt{version}-{'sm' + capability if capability else 'all-gpus'}"

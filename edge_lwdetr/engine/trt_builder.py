@@ -14,23 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_lwdetr.engine.options import EngineOptions
 from edge_lwdetr.engine.precision_report import precision_report
 from edge_lwdetr.engine.trt_inspect import engine_information, engine_information_in_fresh_process
 from edge_lwdetr.errors import EdgeLwdetrError
 from edge_lwdetr.export.msda_onnx import PLUGIN, PLUGIN_VERSION
 from edge_lwdetr.outputs import write_bytes
-
-
-@dataclass
-class BuildOptions:
-    precision: str
-    batch_profile: tuple[int, int, int] | None  # min, opt, max for a dynamic batch; None: the graph's static batch
-    image_size: int
-    workspace_gib: float
-    timing_cache: Path | None
-    version_compatible: bool
-    dla_core: int | None
-    legacy_precision_flags: bool
 
 
 @dataclass
@@ -85,7 +74,7 @@ def load_plugin_library(trt, registry, library: Path, dynamic: bool) -> None:
 
 
 def build_engine(
-    onnx_path: Path, plugin_library: Path | None, expected_plugins: int, options: BuildOptions
+    onnx_path: Path, plugin_library: Path | None, expected_plugins: int, options: EngineOptions, image_size: int
 ) -> BuiltEngine:
     """Parse, check the plugin census, build, and judge the precision from the engine inspector."""
     trt = import_tensorrt()
@@ -139,7 +128,7 @@ def build_engine(
             config.set_flag(getattr(trt.BuilderFlag, flag))
     if options.batch_profile is not None:
         profile = builder.create_optimization_profile()
-        size = options.image_size
+        size = image_size
         lo, opt, hi = ((b, 3, size, size) for b in options.batch_profile)
         profile.set_shape("images", lo, opt, hi)
         if config.add_optimization_profile(profile) < 0:

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from edge_lwdetr import __version__
+from edge_lwdetr.defaults import DEFAULT_OPSET, JETPACK_TRT_VERSION
 from edge_lwdetr.errors import EdgeLwdetrError
 from edge_lwdetr.export.msda_onnx import NATIVE, msda_nodes, num_levels_of, reference_function
 from edge_lwdetr.export.rewrite import METADATA_KEY, rewrite_msda
@@ -52,9 +53,9 @@ def export_onnx(
     imgsz: int | None = None,
     batch: int = 1,
     dynamic_batch: bool = False,
-    opset: int = 18,
+    opset: int = DEFAULT_OPSET,
     msda: str = "plugin",
-    trt_version: str = "10.3",
+    trt_version: str = JETPACK_TRT_VERSION,
     variant: str | None = None,
     log: Callable[[str], None] = lambda message: None,
     ema: bool = False,

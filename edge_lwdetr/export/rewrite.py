@@ -7,11 +7,12 @@ and shaped, and no local function left that a TensorRT parser could inline inste
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import onnx
 
+from edge_lwdetr.artefacts import properties
+from edge_lwdetr.defaults import JETPACK_TRT_VERSION
 from edge_lwdetr.errors import EdgeLwdetrError
 from edge_lwdetr.export.msda_onnx import (
     FORMS,
@@ -24,15 +25,6 @@ from edge_lwdetr.export.msda_onnx import (
 )
 
 METADATA_KEY = "edge_lwdetr.msda"
-
-
-def load_onnx(path: Path) -> onnx.ModelProto:
-    if not path.is_file():
-        raise EdgeLwdetrError(f"ONNX file not found: {path}")
-    try:
-        return onnx.load(path)
-    except Exception as error:  # noqa: BLE001 - protobuf raises several types for garbage input
-        raise EdgeLwdetrError(f"{path} is not an ONNX model ({type(error).__name__}); pass a .onnx file") from None
 
 
 def to_native(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -54,7 +46,9 @@ def to_native(model: onnx.ModelProto) -> onnx.ModelProto:
     return native
 
 
-def rewrite_msda(model: onnx.ModelProto, target: str, trt_version: str = "10.3", source: str = "model") -> onnx.ModelProto:
+def rewrite_msda(
+    model: onnx.ModelProto, target: str, trt_version: str = JETPACK_TRT_VERSION, source: str = "model"
+) -> onnx.ModelProto:
     """Every MSDA node of `model` -> the `target` plugin form ('plugin' or 'builtin')."""
     import onnx_graphsurgeon as gs
 
@@ -130,7 +124,7 @@ def _onnx_type(dtype) -> int:
 
 
 def _keep_metadata(original: onnx.ModelProto, rewritten: onnx.ModelProto, target: str) -> None:
-    props = {p.key: p.value for p in original.metadata_props}
+    props = properties(original)
     props[METADATA_KEY] = target
     del rewritten.metadata_props[:]
     for key, value in props.items():
