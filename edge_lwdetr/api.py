@@ -105,6 +105,7 @@ class Detector:
             raise EdgeLwdetrError(f"conf {conf} is outside [0, 1]")
         self.model = str(model or BUNDLED_MODEL)
         self.conf = conf
+        self._weights_options = {"variant": variant, "ema": ema}  # how the weights were read, for export()
         self.backend = open_backend(
             self.model, backend, imgsz, Path(plugin) if plugin else None, device=device, variant=variant, ema=ema
         )
@@ -123,15 +124,27 @@ class Detector:
         for name, index, image in frames_of(source):
             yield Result.from_detections(detect(self.backend, image, conf), self.names, name, index, image)
 
-    def export(self, output: str | Path, **options) -> Path:
-        """The ONNX export of this detector's weights (options as `edge-lwdetr export`: imgsz, batch,
-        dynamic_batch, opset, msda, trt_version, variant)."""
-        from edge_lwdetr.export.onnx_export import export_onnx
+    def export(
+        self,
+        format: str = "onnx",
+        output: str | Path | None = None,
+        precision: str | None = None,
+        data: str | Path | None = None,
+        **onnx_options,
+    ):
+        """This detector's weights as `edge-lwdetr export` writes them: an ONNX (fp32 by default), a precision graph
+        (precision="fp16"/"int8"; int8 calibrates on `data`) or an engine (format="engine"); onnx_options as
+        export_onnx's (imgsz, batch, dynamic_batch, opset). Returns an `Exported` (graph, engine, engine_built)."""
+        from edge_lwdetr.engine.options import EngineOptions
+        from edge_lwdetr.export.target import export_to
 
         if self.backend.name != "torch":
-            raise EdgeLwdetrError(f"{self.model} is not PyTorch weights: only weights can be exported to ONNX")
-        export_onnx(self.model, Path(output), **options)
-        return Path(output)
+            raise EdgeLwdetrError(f"{self.model} is not PyTorch weights: only weights can be exported")
+        options = EngineOptions(precision=precision or ("fp16" if format == "engine" else "fp32"))
+        onnx_options = self._weights_options | onnx_options
+        return export_to(
+            self.model, format, Path(output) if output else None, options, Path(data) if data else None, **onnx_options
+        )
 
     def close(self) -> None:
         self.backend.close()

@@ -99,45 +99,25 @@ def _add_export(subparsers) -> None:
 
 
 def run_export(args: argparse.Namespace) -> None:
-    import importlib.util
-    import tempfile
-
-    from edge_lwdetr.engine.build import build, output_paths
     from edge_lwdetr.engine.options import EngineOptions
-    from edge_lwdetr.export.onnx_export import export_onnx
+    from edge_lwdetr.export.target import export_to, target_paths
 
     precision = args.precision or ("fp16" if args.format == "engine" else "fp32")
-    suffix = ("" if precision == "fp32" else f".{precision}") + (".engine" if args.format == "engine" else ".onnx")
-    output = args.output or Path(Path(args.weights).name.removesuffix(".pth").removesuffix(".safetensors") + suffix)
-    if args.format == "engine" and args.msda == "native":
-        raise EdgeLwdetrError("--msda native is the portable graph, which TensorRT cannot build with a plugin: use plugin")
-    engine, graph = output_paths(output, precision, output) if args.format == "engine" else (None, output)
+    engine, graph = target_paths(args.weights, args.format, precision, args.output)
     targets = {"--output": engine or graph} | ({f"the {precision} graph": graph} if engine else {})
     keep = {"--output": "an engine"} if engine else {}
-    export_options = dict(imgsz=args.imgsz, batch=args.batch, dynamic_batch=args.dynamic_batch, opset=args.opset,
-                          trt_version=args.trt_version or target_trt_version(), variant=args.variant, ema=args.ema,
-                          log=print)  # fmt: skip
+    options = EngineOptions.from_arguments(args, precision=precision)
+    onnx_options = dict(imgsz=args.imgsz, batch=args.batch, dynamic_batch=args.dynamic_batch, opset=args.opset,
+                        variant=args.variant, ema=args.ema)  # fmt: skip
     with _outputs([args.weights, args.calib_data], targets, exist_ok=args.exist_ok, keep=keep):
-        if args.format == "onnx" and precision == "fp32":
-            export_onnx(args.weights, output, msda=args.msda, **export_options)
-            print(f"run it: edge-lwdetr run --model {output} --source VIDEO_OR_CAMERA")
-            return
-        tensorrt = args.format == "engine" and importlib.util.find_spec("tensorrt") is not None
-        with tempfile.TemporaryDirectory() as folder:
-            native = Path(folder) / "native.onnx"
-            quiet_temporary = {**export_options, "log": lambda m: None if m.startswith("wrote ") else print(m)}
-            export_onnx(args.weights, native, msda="native", **quiet_temporary)
-            options = EngineOptions.from_arguments(args, precision=precision)
-            build(native, options, output, args.calib_data, args.plugin, onnx_only=not tensorrt, log=print)
-    if engine is None:
-        print(f"run it: edge-lwdetr run --model {graph} --source VIDEO_OR_CAMERA")
-    elif tensorrt:
-        print(f"run it: edge-lwdetr run --model {engine} --source VIDEO_OR_CAMERA")
-    else:
+        done = export_to(args.weights, args.format, engine or graph, options, args.calib_data, args.plugin, print, **onnx_options)
+    if engine is not None and not done.engine_built:
         print(
             f"TensorRT is not installed here, so the engine was not built; build it on the target from the {precision} "
             f"graph: edge-lwdetr build --onnx {graph} --precision {precision} --output {engine}"
         )
+    else:
+        print(f"run it: edge-lwdetr run --model {engine or graph} --source VIDEO_OR_CAMERA")
 
 
 def _add_rewrite(subparsers) -> None:

@@ -85,3 +85,17 @@ def test_bad_sources_raise_one_clear_error(detector, tmp_path):
         from edge_lwdetr import Detector
 
         Detector(conf=2.0)
+
+
+def test_export_mirrors_the_cli(detector, scene, tmp_path):
+    from edge_lwdetr import Detector
+
+    exported = detector.export(output=tmp_path / "m.onnx")
+    assert exported.graph == tmp_path / "m.onnx" and exported.engine is None
+    with Detector(exported.graph) as onnx_detector:  # ONNX Runtime
+        got, want = onnx_detector.predict(str(scene))[0], detector.predict(str(scene))[0]
+    np.testing.assert_array_equal(got.labels, want.labels)
+    np.testing.assert_allclose(got.xyxy, want.xyxy, atol=0.05)
+    with pytest.raises(EdgeLwdetrError, match="only weights"):
+        with Detector(exported.graph) as onnx_detector:
+            onnx_detector.export(output=tmp_path / "again.onnx")
