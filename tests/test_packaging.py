@@ -103,7 +103,12 @@ def test_the_wheel_ships_the_plugin_sources(tmp_path):
 
     if int(importlib.metadata.version("setuptools").split(".")[0]) < 68:
         pytest.skip("the installed setuptools is older than pyproject.toml's build requirement (>= 68)")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q",
+    source = tmp_path / "source"  # setuptools writes build/ into the tree it builds: a copy keeps the checkout clean
+    def skipped(folder: str, names: list[str]) -> set[str]:
+        return {".git", "build", "tests", "benchmarks"} & set(names) if Path(folder) == ROOT else set()
+
+    shutil.copytree(ROOT, source, symlinks=True, ignore=skipped)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q",
                     "-w", str(tmp_path)], check=True, capture_output=True)  # fmt: skip
     names = set(zipfile.ZipFile(next(tmp_path.glob("*.whl"))).namelist())
     sources = {f"edge_lwdetr/plugin_sources/{p.relative_to(ROOT / 'plugins')}" for p in (ROOT / "plugins").rglob("*")
