@@ -131,7 +131,8 @@ def _add_export(subparsers) -> None:
         "export", help="weights -> ONNX (FP32/FP16/INT8) or a TensorRT engine, in one command"
     )
     p.add_argument("--model", "--weights", dest="weights", default=str(BUNDLED_MODEL), help=f"weights: {WEIGHTS_HELP}")
-    p.add_argument("--format", choices=["onnx", "engine"], default="onnx", help="onnx (default) or engine (TensorRT)")
+    p.add_argument("--format", choices=["onnx", "engine", "triton"], default="onnx",
+                   help="onnx (default), engine (TensorRT) or triton (a Triton model repository folder)")  # fmt: skip
     p.add_argument("--precision", choices=["fp32", "fp16", "int8"], help="default: fp32 for onnx, fp16 for engine")
     p.add_argument("--data", "--calib-data", dest="calib_data", type=Path, help="int8: calibration images or a video")
     p.add_argument("--output", type=Path, help="file to write (default: the weights' name + .<precision>.onnx|.engine)")
@@ -172,6 +173,8 @@ def run_export(args: argparse.Namespace) -> None:
     export_options = dict(imgsz=args.imgsz, batch=args.batch, dynamic_batch=args.dynamic_batch, opset=args.opset,
                           trt_version=args.trt_version or _default_trt_version(), variant=args.variant, ema=args.ema,
                           log=print)  # fmt: skip
+    if args.format == "triton":
+        return _export_triton(args, export_options)
     with _outputs([args.weights, args.calib_data], targets, exist_ok=args.exist_ok, keep=keep):
         if args.format == "onnx" and precision == "fp32":
             export_onnx(args.weights, output, msda=args.msda, **export_options)
@@ -192,6 +195,45 @@ def run_export(args: argparse.Namespace) -> None:
             f"TensorRT is not installed here, so the engine was not built; build it on the target from the {precision} "
             f"graph: edge-lwdetr build --onnx {graph} --precision {precision} --output {engine}"
         )
+
+
+def _export_triton(args: argparse.Namespace, export_options: dict) -> None:
+    """A Triton model repository: the graph behind a CPU Python-backend model, and the tensorrt_plan model (its
+    engine built here where TensorRT is, else on the GPU server as the repository's README says)."""
+    import importlib.util
+    import tempfile
+
+    import onnx
+
+    from edge_lwdetr.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from edge_lwdetr.engine.plugin import plugin_library
+    from edge_lwdetr.export.onnx_export import export_onnx
+    from edge_lwdetr.outputs import atomic_folder
+    from edge_lwdetr.serving.repository import RepositoryOptions, write_repository
+
+    if (args.precision or "fp16") == "int8" or args.batch != 1:
+        raise EdgeLwdetrError("--format triton takes --precision fp32 or fp16 and a dynamic batch (no --batch)")
+    output = args.output or Path("lwdetr_triton")
+    tensorrt = importlib.util.find_spec("tensorrt") is not None
+    with _outputs([args.weights], {"--output": output}, exist_ok=args.exist_ok, keep={"--output": "a repository"},
+                  folders=("--output",)), tempfile.TemporaryDirectory() as scratch:  # fmt: skip
+        graph = Path(scratch) / "model.onnx"
+        quiet_temporary = {"log": lambda m: None if m.startswith("wrote ") else print(m)}
+        export_onnx(args.weights, graph, msda=args.msda, **{**export_options, "dynamic_batch": True, **quiet_temporary})
+        logits = {o.name: o for o in onnx.load(graph, load_external_data=False).graph.output}["logits"]
+        queries, classes = (d.dim_value for d in logits.type.tensor_type.shape.dim[1:])
+        backend = OnnxRuntimeBackend(graph)
+        options = RepositoryOptions(backend.image_size, queries, classes, backend.id2label)
+        plan = Path(scratch) / "model.plan" if tensorrt else None
+        if plan is not None:
+            args.batch_profile = (1, options.max_batch, options.max_batch)
+            _build(args, graph, args.precision or "fp16", plan, onnx_only=False)
+        plugin = plugin_library(args.plugin) if plan is not None else args.plugin
+        with atomic_folder(output) as folder:
+            write_repository(folder, graph, options, plan, plugin)
+    print(f"wrote the Triton model repository {output} (lwdetr: Python backend, CPU; lwdetr_trt: tensorrt_plan"
+          f"{'' if plan else ', its engine to build on the GPU server: see ' + str(output / 'README.md')})")  # fmt: skip
+    print(f"serve it: tritonserver --model-repository {output.resolve()}")
 
 
 def _add_rewrite(subparsers) -> None:

@@ -143,3 +143,46 @@ def test_sigterm_during_load_answers_every_request(onnx, tmp_path):
     assert not any(thread.is_alive() for thread in threads)
     assert len(outcomes) == 36 and "ok" in outcomes
     assert running.stop() == 0, running.log.read_text()[-4000:]
+
+
+PARSE_CONFIGS = """
+import json, sys
+from google.protobuf import json_format, text_format
+from tritonclient.grpc import model_config_pb2
+configs = [text_format.Parse(open(path).read(), model_config_pb2.ModelConfig()) for path in sys.argv[1:]]
+print(json.dumps([json_format.MessageToDict(config) for config in configs]))
+"""
+
+
+def test_exported_repository_parses_and_loads_in_the_bundled_server(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from serving import RepositoryServer
+
+    repository = tmp_path / "repo"
+    subprocess.run([sys.executable, "-m", "edge_lwdetr", "export", "--format", "triton", "--output", str(repository)],
+                   check=True, capture_output=True, timeout=600)  # fmt: skip
+    configs = [repository / "lwdetr" / "config.pbtxt", repository / "lwdetr_trt" / "config.pbtxt"]
+    parsed = subprocess.run([PYTHON, "-c", PARSE_CONFIGS, *map(str, configs)], capture_output=True, text=True, timeout=120)
+    assert parsed.returncode == 0, parsed.stderr
+    python_model, plan_model = json.loads(parsed.stdout)
+    assert python_model["backend"] == "python" and python_model["maxBatchSize"] == 8
+    assert python_model["instanceGroup"][0]["kind"] == "KIND_CPU" and "dynamicBatching" in python_model
+    assert plan_model["platform"] == "tensorrt_plan" and plan_model["instanceGroup"][0]["kind"] == "KIND_GPU"
+    assert [i["dims"] for i in plan_model["input"]] == [["3", "256", "256"]]
+    names = json.loads(plan_model["parameters"]["id2label"]["stringValue"])
+    assert names["1"] == "circle"
+    assert "LD_PRELOAD" in (repository / "README.md").read_text()
+
+    running = RepositoryServer(PYTHON, repository, tmp_path)
+    try:
+        frames = images()
+        with Detector(repository / "lwdetr" / "1" / "model.onnx") as detector, Client(running.url) as client:
+            with pytest.raises(EdgeLwdetrError, match="not an image OpenCV can decode"):
+                client.infer_bytes(b"not an image")
+            for local, remote in zip(detector.predict(frames), client.predict(frames), strict=True):
+                assert_same(local, remote)
+    finally:
+        running.stop()

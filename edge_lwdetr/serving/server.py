@@ -20,7 +20,7 @@ import numpy as np
 from edge_lwdetr.backends import Backend
 from edge_lwdetr.errors import EdgeLwdetrError
 from edge_lwdetr.predict import top_k
-from edge_lwdetr.processing import postprocess, to_model_input
+from edge_lwdetr.processing import Detection, postprocess, to_model_input
 from edge_lwdetr.serving import protocol
 from edge_lwdetr.signals import stop_sets
 
@@ -66,36 +66,47 @@ def _padded(rows: list[np.ndarray], width: tuple[int, ...], dtype) -> np.ndarray
     return out
 
 
+def request_images(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """The BGR images of one request's rows (`image`, and `size` for raw frames)."""
+    sizes = inputs.get(protocol.SIZE)
+    return [decode(row, None if sizes is None else sizes[i]) for i, row in enumerate(inputs[protocol.IMAGE])]
+
+
+def detect_all(backend: Backend, images: list[np.ndarray], conf: float) -> list[list[Detection]]:
+    """Detections in each image, the images run as one batch (chunked to a static-batch graph's batch)."""
+    batch = np.stack([to_model_input(image, backend.image_size) for image in images])
+    step = getattr(backend, "batch", None) or len(batch)
+    outputs = [backend.infer(batch[i : i + step]) for i in range(0, len(batch), step)]
+    logits = np.concatenate([o[0] for o in outputs])
+    boxes = np.concatenate([o[1] for o in outputs])
+    return [
+        postprocess(logits[i], boxes[i], image.shape[:2], backend.id2label, conf, top_k(backend))
+        for i, image in enumerate(images)
+    ]
+
+
+def response_tensors(rows: list[list[Detection]]) -> dict[str, np.ndarray]:
+    """One request's outputs: its rows' detections padded to the longest, with their counts."""
+    return {
+        protocol.BOXES: _padded([np.array([d.box for d in r], np.float32).reshape(-1, 4) for r in rows], (4,), np.float32),
+        protocol.SCORES: _padded([np.array([d.score for d in r], np.float32) for r in rows], (), np.float32),
+        protocol.LABELS: _padded([np.array([d.label for d in r], np.int64) for r in rows], (), np.int64),
+        protocol.NAMES: _padded([np.array([d.name.encode() for d in r], object) for r in rows], (), object),
+        protocol.COUNT: np.array([[len(r)] for r in rows], np.int32),
+    }
+
+
 def infer_function(backend: Backend, conf: float) -> Callable[[list], list[dict[str, np.ndarray]]]:
-    """PyTriton's callback: a list of requests (each a batch of rows) in, one response dict per request out."""
-    chunk = getattr(backend, "batch", None) or None  # a static-batch graph runs that many images per call
+    """PyTriton's callback: a list of requests (each a batch of rows) in, one response dict per request out. PyTriton
+    answers an exception to every request of the call, so a malformed request fails the requests batched with it."""
 
     def infer(requests: list) -> list[dict[str, np.ndarray]]:
-        images = []
-        for request in requests:
-            sizes = request.data.get(protocol.SIZE)
-            for i, row in enumerate(request[protocol.IMAGE]):
-                images.append(decode(row, None if sizes is None else sizes[i]))
-        batch = np.stack([to_model_input(image, backend.image_size) for image in images])
-        step = chunk or len(batch)
-        outputs = [backend.infer(batch[i : i + step]) for i in range(0, len(batch), step)]
-        logits = np.concatenate([o[0] for o in outputs])
-        boxes = np.concatenate([o[1] for o in outputs])
-        detections = [
-            postprocess(logits[i], boxes[i], image.shape[:2], backend.id2label, conf, top_k(backend))
-            for i, image in enumerate(images)
-        ]
+        per_request = [request_images(request.data) for request in requests]
+        detections = detect_all(backend, [image for images in per_request for image in images], conf)
         responses, start = [], 0
-        for request in requests:
-            rows = detections[start : start + len(request[protocol.IMAGE])]
-            start += len(rows)
-            responses.append({
-                protocol.BOXES: _padded([np.array([d.box for d in r], np.float32).reshape(-1, 4) for r in rows], (4,), np.float32),
-                protocol.SCORES: _padded([np.array([d.score for d in r], np.float32) for r in rows], (), np.float32),
-                protocol.LABELS: _padded([np.array([d.label for d in r], np.int64) for r in rows], (), np.int64),
-                protocol.NAMES: _padded([np.array([d.name.encode() for d in r], object) for r in rows], (), object),
-                protocol.COUNT: np.array([[len(r)] for r in rows], np.int32),
-            })
+        for images in per_request:
+            responses.append(response_tensors(detections[start : start + len(images)]))
+            start += len(images)
         return responses
 
     return infer
