@@ -140,10 +140,10 @@ def serve(open_one: Callable[[], Backend], options: ServeOptions, log: Callable[
         metrics_address=options.address, metrics_port=options.metrics_port,
         exit_timeout_secs=30,
     )
-    batching = options.max_batch > 1
+    # The batch dimension stays at --max-batch 1 (requests keep their shape); the batcher then forms batches of one.
     model_config = ModelConfig(
-        batching=batching,
-        max_batch_size=options.max_batch if batching else 1,
+        batching=True,
+        max_batch_size=options.max_batch,
         batcher=DynamicBatcher(max_queue_delay_microseconds=options.max_queue_delay_us),
     )
     stop = threading.Event()
