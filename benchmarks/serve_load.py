@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from serving import Server, bundled_onnx, serve_python  # noqa: E402
+from serving import Server, bundled_onnx, serve_python
 
-from edge_lwdetr.errors import EdgeLwdetrError  # noqa: E402
-from edge_lwdetr.serving import Client  # noqa: E402
-from edge_lwdetr.synthetic.dataset import scene_at  # noqa: E402
-from edge_lwdetr.synthetic.shapes import render  # noqa: E402
+from edge_lwdetr.errors import EdgeLwdetrError
+from edge_lwdetr.serving import Client
+from edge_lwdetr.synthetic.dataset import scene_at
+from edge_lwdetr.synthetic.shapes import render
 
 
 def load(server: Server, clients: int, requests: int, timeout: float, deadline: float) -> dict:

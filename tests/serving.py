@@ -26,7 +26,7 @@ def serve_python() -> Path | None:
     candidate = Path(os.environ.get("EDGE_LWDETR_SERVE_PYTHON") or REPO / ".venv-serve" / "bin" / "python")
     if not candidate.is_file():
         return None
-    found = subprocess.run([candidate, "-c", "import pytriton, edge_lwdetr"], capture_output=True, timeout=120)
+    found = subprocess.run([candidate, "-c", "import pytriton, edge_lwdetr"], capture_output=True, timeout=120, check=False)
     return candidate if found.returncode == 0 else None
 
 

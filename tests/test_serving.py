@@ -165,7 +165,7 @@ def test_exported_repository_parses_and_loads_in_the_bundled_server(tmp_path):
     subprocess.run([sys.executable, "-m", "edge_lwdetr", "export", "--format", "triton", "--output", str(repository)],
                    check=True, capture_output=True, timeout=600)  # fmt: skip
     configs = [repository / "lwdetr" / "config.pbtxt", repository / "lwdetr_trt" / "config.pbtxt"]
-    parsed = subprocess.run([PYTHON, "-c", PARSE_CONFIGS, *map(str, configs)], capture_output=True, text=True, timeout=120)
+    parsed = subprocess.run([PYTHON, "-c", PARSE_CONFIGS, *map(str, configs)], capture_output=True, text=True, timeout=120, check=False)
     assert parsed.returncode == 0, parsed.stderr
     python_model, plan_model = json.loads(parsed.stdout)
     assert python_model["backend"] == "python" and python_model["maxBatchSize"] == 8

@@ -63,7 +63,7 @@ def python_config(options: RepositoryOptions) -> str:
             (protocol.BOXES, "TYPE_FP32", [-1, 4], False), (protocol.SCORES, "TYPE_FP32", [-1], False),
             (protocol.LABELS, "TYPE_INT64", [-1], False), (protocol.NAMES, "TYPE_STRING", [-1], False),
             (protocol.COUNT, "TYPE_INT32", [1], False),
-        ])  # fmt: skip
+        ])
         + _common(options, "KIND_CPU")
         + f'parameters {{ key: "conf" value: {{ string_value: "{options.conf}" }} }}\n'
     )
@@ -75,7 +75,7 @@ def plan_config(options: RepositoryOptions) -> str:
         f'name: "{PLAN_MODEL}"\nplatform: "tensorrt_plan"\nmax_batch_size: {options.max_batch}\n'
         + _io("input", [("images", "TYPE_FP32", [3, size, size], False)])
         + _io("output", [("logits", "TYPE_FP32", [options.queries, options.classes], False),
-                         ("pred_boxes", "TYPE_FP32", [options.queries, 4], False)])  # fmt: skip
+                         ("pred_boxes", "TYPE_FP32", [options.queries, 4], False)])
         + _common(options, "KIND_GPU")
     )
 
