@@ -169,12 +169,12 @@ def run_export(args: argparse.Namespace) -> None:
         raise EdgeLwdetrError("--msda native is the portable graph, which TensorRT cannot build with a plugin: use plugin")
     engine, graph = output_paths(output, precision, output) if args.format == "engine" else (None, output)
     targets = {"--output": engine or graph} | ({f"the {precision} graph": graph} if engine else {})
+    if args.format == "triton":  # a folder of models, not a file
+        return run_export_triton(args)
     keep = {"--output": "an engine"} if engine else {}
     export_options = dict(imgsz=args.imgsz, batch=args.batch, dynamic_batch=args.dynamic_batch, opset=args.opset,
                           trt_version=args.trt_version or _default_trt_version(), variant=args.variant, ema=args.ema,
                           log=print)  # fmt: skip
-    if args.format == "triton":
-        return _export_triton(args, export_options)
     with _outputs([args.weights, args.calib_data], targets, exist_ok=args.exist_ok, keep=keep):
         if args.format == "onnx" and precision == "fp32":
             export_onnx(args.weights, output, msda=args.msda, **export_options)
@@ -195,45 +195,6 @@ def run_export(args: argparse.Namespace) -> None:
             f"TensorRT is not installed here, so the engine was not built; build it on the target from the {precision} "
             f"graph: edge-lwdetr build --onnx {graph} --precision {precision} --output {engine}"
         )
-
-
-def _export_triton(args: argparse.Namespace, export_options: dict) -> None:
-    """A Triton model repository: the graph behind a CPU Python-backend model, and the tensorrt_plan model (its
-    engine built here where TensorRT is, else on the GPU server as the repository's README says)."""
-    import importlib.util
-    import tempfile
-
-    import onnx
-
-    from edge_lwdetr.backends.onnxruntime_backend import OnnxRuntimeBackend
-    from edge_lwdetr.engine.plugin import plugin_library
-    from edge_lwdetr.export.onnx_export import export_onnx
-    from edge_lwdetr.outputs import atomic_folder
-    from edge_lwdetr.serving.repository import RepositoryOptions, write_repository
-
-    if (args.precision or "fp16") == "int8" or args.batch != 1:
-        raise EdgeLwdetrError("--format triton takes --precision fp32 or fp16 and a dynamic batch (no --batch)")
-    output = args.output or Path("lwdetr_triton")
-    tensorrt = importlib.util.find_spec("tensorrt") is not None
-    with _outputs([args.weights], {"--output": output}, exist_ok=args.exist_ok, keep={"--output": "a repository"},
-                  folders=("--output",)), tempfile.TemporaryDirectory() as scratch:  # fmt: skip
-        graph = Path(scratch) / "model.onnx"
-        quiet_temporary = {"log": lambda m: None if m.startswith("wrote ") else print(m)}
-        export_onnx(args.weights, graph, msda=args.msda, **{**export_options, "dynamic_batch": True, **quiet_temporary})
-        logits = {o.name: o for o in onnx.load(graph, load_external_data=False).graph.output}["logits"]
-        queries, classes = (d.dim_value for d in logits.type.tensor_type.shape.dim[1:])
-        backend = OnnxRuntimeBackend(graph)
-        options = RepositoryOptions(backend.image_size, queries, classes, backend.id2label)
-        plan = Path(scratch) / "model.plan" if tensorrt else None
-        if plan is not None:
-            args.batch_profile = (1, options.max_batch, options.max_batch)
-            _build(args, graph, args.precision or "fp16", plan, onnx_only=False)
-        plugin = plugin_library(args.plugin) if plan is not None else args.plugin
-        with atomic_folder(output) as folder:
-            write_repository(folder, graph, options, plan, plugin)
-    print(f"wrote the Triton model repository {output} (lwdetr: Python backend, CPU; lwdetr_trt: tensorrt_plan"
-          f"{'' if plan else ', its engine to build on the GPU server: see ' + str(output / 'README.md')})")  # fmt: skip
-    print(f"serve it: tritonserver --model-repository {output.resolve()}")
 
 
 def _add_rewrite(subparsers) -> None:
@@ -744,6 +705,20 @@ def _add_serve(subparsers) -> None:
                    help=f"keep detections scoring above this, in [0, 1] ({DEFAULT_CONF})")  # fmt: skip
     p.add_argument("--name", default="lwdetr", help="the model's name on the server (lwdetr)")
     p.set_defaults(run=run_serve)
+
+
+def run_export_triton(args: argparse.Namespace) -> None:
+    from edge_lwdetr.serving.export import export_triton
+
+    if args.precision not in (None, "fp32") or args.batch != 1 or args.dynamic_batch:
+        raise EdgeLwdetrError("--format triton writes an fp32 dynamic-batch graph: leave out --precision, --batch and "
+                              "--dynamic-batch (the GPU server builds the plan at the precision it wants)")  # fmt: skip
+    output = args.output or Path("lwdetr_triton")
+    onnx_options = dict(imgsz=args.imgsz, opset=args.opset, msda=args.msda, variant=args.variant, ema=args.ema)
+    with _outputs([args.weights], {"--output": output}, exist_ok=args.exist_ok, keep={"--output": "a repository"},
+                  folders=("--output",)):  # fmt: skip
+        export_triton(args.weights, output, onnx_options, args.plugin)
+    print(f"serve it: tritonserver --model-repository {output.resolve()}")
 
 
 def run_serve(args: argparse.Namespace) -> None:

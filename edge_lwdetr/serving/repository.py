@@ -3,7 +3,7 @@
     REPO/lwdetr/        Python backend on the CPU: images in, detections out (the tensors of `edge-lwdetr serve`);
                         the bundled tritonserver of nvidia-pytriton loads it (tests/test_serving.py)
     REPO/lwdetr_trt/    platform tensorrt_plan on a GPU server: images [B, 3, S, S] in, logits and boxes out; its
-                        model.plan is built on the GPU server (the README says how) or here when TensorRT is
+                        model.plan is built on the GPU server (the README says how)
     REPO/README.md      how to start Triton on it, with the MSDA plugin library
 
 Each config.pbtxt is text-format `ModelConfig` (tritonclient's model_config_pb2 parses it in the tests).
@@ -80,15 +80,9 @@ def plan_config(options: RepositoryOptions) -> str:
     )
 
 
-def readme(options: RepositoryOptions, plan_built: bool, plugin: Path | None) -> str:
+def readme(options: RepositoryOptions, plugin: Path | None) -> str:
     size, batch = options.image_size, options.max_batch
     plugin_name = plugin.name if plugin else "libedge_lwdetr_msda.so"
-    build = (
-        "`lwdetr_trt/1/model.plan` was built here; TensorRT engines run only with the TensorRT version and GPU they "
-        "were built with, so rebuild it on the server if those differ:"
-        if plan_built
-        else "`lwdetr_trt/1/model.plan` is built on the GPU server (TensorRT was not installed where this was written):"
-    )
     return f"""# LW-DETR Triton model repository
 
 Written by `edge-lwdetr export --format triton`. Two models over the same exported graph (`lwdetr/1/model.onnx`):
@@ -103,7 +97,8 @@ Both batch dynamically up to {batch}; the class names are the `id2label` paramet
 
 ## The TensorRT model
 
-{build}
+`lwdetr_trt/1/model.plan` is built on the GPU server, with the TensorRT it runs (engines are tied to the GPU and
+TensorRT version that build them):
 
     edge-lwdetr build --onnx lwdetr/1/model.onnx --precision fp16 --batch-profile 1,{batch},{batch} \\
         --output lwdetr_trt/1/model.plan
@@ -124,8 +119,7 @@ interpreter's `LIBDIR` first on `LD_LIBRARY_PATH`), or pack an environment with 
 """
 
 
-def write_repository(folder: Path, onnx: Path, options: RepositoryOptions, plan: Path | None = None,
-                     plugin: Path | None = None) -> None:  # fmt: skip
+def write_repository(folder: Path, onnx: Path, options: RepositoryOptions, plugin: Path | None = None) -> None:
     """Fill `folder` (new, empty: the caller writes it atomically) with both models and the README."""
     from edge_lwdetr.outputs import write_text
 
@@ -134,10 +128,8 @@ def write_repository(folder: Path, onnx: Path, options: RepositoryOptions, plan:
     shutil.copyfile(Path(__file__).with_name("triton_python_model.py"), folder / PYTHON_MODEL / "1" / "model.py")
     write_text(folder / PYTHON_MODEL / "config.pbtxt", python_config(options))
     (folder / PLAN_MODEL / "1").mkdir(parents=True)
-    if plan is not None:
-        shutil.copyfile(plan, folder / PLAN_MODEL / "1" / "model.plan")
     write_text(folder / PLAN_MODEL / "config.pbtxt", plan_config(options))
     if plugin is not None:
         (folder / "plugins").mkdir()
         shutil.copyfile(plugin, folder / "plugins" / plugin.name)
-    write_text(folder / "README.md", readme(options, plan is not None, plugin))
+    write_text(folder / "README.md", readme(options, plugin))
