@@ -15,3 +15,7 @@ if [ -n "$gpu_ort" ] && python -m pip show onnxruntime >/dev/null 2>&1; then
   python -m pip uninstall --quiet -y onnxruntime onnxruntime-gpu
   pip_install "onnxruntime-gpu==$gpu_ort"
 fi
+# edge-lwdetr serve runs in its own environment: nvidia-pytriton pins numpy<2, which the OpenCV above does not
+# take. The serving tests start the server from it; the client (edge_lwdetr.serving.Client) needs only the above.
+[ -x .venv-serve/bin/python ] || python -m venv .venv-serve
+.venv-serve/bin/python -m pip install --quiet --disable-pip-version-check -e ".[serve]"

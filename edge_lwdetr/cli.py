@@ -74,7 +74,8 @@ def _add_export(subparsers) -> None:
         "export", help="weights -> ONNX (FP32/FP16/INT8) or a TensorRT engine, in one command"
     )
     p.add_argument("--model", "--weights", dest="weights", default=str(BUNDLED_MODEL), help=f"weights: {WEIGHTS_HELP}")
-    p.add_argument("--format", choices=["onnx", "engine"], default="onnx", help="onnx (default) or engine (TensorRT)")
+    p.add_argument("--format", choices=["onnx", "engine", "triton"], default="onnx",
+                   help="onnx (default), engine (TensorRT) or triton (a Triton model repository folder)")  # fmt: skip
     p.add_argument("--precision", choices=["fp32", "fp16", "int8"], help="default: fp32 for onnx, fp16 for engine")
     p.add_argument("--data", "--calib-data", dest="calib_data", type=Path, help="int8: calibration images or a video")
     p.add_argument("--output", type=Path, help="file to write (default: the weights' name + .<precision>.onnx|.engine)")
@@ -105,6 +106,8 @@ def run_export(args: argparse.Namespace) -> None:
     precision = args.precision or ("fp16" if args.format == "engine" else "fp32")
     engine, graph = target_paths(args.weights, args.format, precision, args.output)
     targets = {"--output": engine or graph} | ({f"the {precision} graph": graph} if engine else {})
+    if args.format == "triton":  # a folder of models, not a file
+        return run_export_triton(args)
     keep = {"--output": "an engine"} if engine else {}
     options = EngineOptions.from_arguments(args, precision=precision)
     onnx_options = dict(imgsz=args.imgsz, batch=args.batch, dynamic_batch=args.dynamic_batch, opset=args.opset,
@@ -482,6 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_plugin(subparsers)
     _add_synth(subparsers)
     _add_train(subparsers)
+    _add_serve(subparsers)
     return parser
 
 
@@ -563,6 +567,50 @@ def run_train(args: argparse.Namespace) -> None:
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
     print(f"edge-lwdetr: warning: {message}", file=sys.stderr)
+
+
+def _add_serve(subparsers) -> None:
+    p = subparsers.add_parser("serve", help="serve a model through Triton (PyTriton) with dynamic batching")
+    _add_model_arguments(p, "TensorRT engine, ONNX export, or weights (PyTorch)")
+    p.add_argument("--address", default="127.0.0.1", help="listen address (127.0.0.1; 0.0.0.0: every interface)")
+    p.add_argument("--http-port", type=at_least(1), default=8000, help="HTTP/REST port (8000)")
+    p.add_argument("--grpc-port", type=at_least(1), default=8001, help="gRPC port (8001)")
+    p.add_argument("--metrics-port", type=at_least(1), default=8002, help="Prometheus metrics port (8002)")
+    p.add_argument("--max-batch", type=at_least(1), default=8, help="largest batch the server forms; 1: no batching (8)")
+    p.add_argument("--max-queue-delay-us", type=at_least(0), default=2000,
+                   help="how long a request may wait for others to batch with, in microseconds (2000)")  # fmt: skip
+    p.add_argument("--instances", type=at_least(1), default=1, help="model instances, each with its own backend (1)")
+    p.add_argument("--conf", type=in_unit_interval, default=DEFAULT_CONF,
+                   help=f"keep detections scoring above this, in [0, 1] ({DEFAULT_CONF})")  # fmt: skip
+    p.add_argument("--name", default="lwdetr", help="the model's name on the server (lwdetr)")
+    p.set_defaults(run=run_serve)
+
+
+def run_export_triton(args: argparse.Namespace) -> None:
+    from edge_lwdetr.serving.export import export_triton
+
+    if args.precision not in (None, "fp32") or args.batch != 1 or args.dynamic_batch:
+        raise EdgeLwdetrError("--format triton writes an fp32 dynamic-batch graph: leave out --precision, --batch and "
+                              "--dynamic-batch (the GPU server builds the plan at the precision it wants)")  # fmt: skip
+    output = args.output or Path("lwdetr_triton")
+    onnx_options = dict(imgsz=args.imgsz, opset=args.opset, msda=args.msda, variant=args.variant, ema=args.ema)
+    with _outputs([args.weights], {"--output": output}, exist_ok=args.exist_ok, keep={"--output": "a repository"},
+                  folders=("--output",)):  # fmt: skip
+        export_triton(args.weights, output, onnx_options, args.plugin)
+    print(f"serve it: tritonserver --model-repository {output.resolve()}")
+
+
+def run_serve(args: argparse.Namespace) -> None:
+    from edge_lwdetr.backends import open_backend
+    from edge_lwdetr.serving.server import ServeOptions, serve
+
+    def open_one():
+        return open_backend(args.model, args.backend, args.imgsz, args.plugin, device=args.device,
+                            variant=args.variant, ema=args.ema)  # fmt: skip
+
+    options = ServeOptions(args.address, args.http_port, args.grpc_port, args.metrics_port, args.max_batch,
+                           args.max_queue_delay_us, args.instances, args.conf, args.name)  # fmt: skip
+    serve(open_one, options, log=lambda message: print(message, file=sys.stderr, flush=True))
 
 
 def main(argv: list[str] | None = None) -> int:
