@@ -103,11 +103,11 @@ def run_export(args: argparse.Namespace) -> None:
     from edge_lwdetr.engine.options import EngineOptions
     from edge_lwdetr.export.target import export_to, target_paths
 
+    if args.format == "triton":  # a folder of models, not a file
+        return run_export_triton(args)
     precision = args.precision or ("fp16" if args.format == "engine" else "fp32")
     engine, graph = target_paths(args.weights, args.format, precision, args.output)
     targets = {"--output": engine or graph} | ({f"the {precision} graph": graph} if engine else {})
-    if args.format == "triton":  # a folder of models, not a file
-        return run_export_triton(args)
     keep = {"--output": "an engine"} if engine else {}
     options = EngineOptions.from_arguments(args, precision=precision)
     onnx_options = dict(imgsz=args.imgsz, batch=args.batch, dynamic_batch=args.dynamic_batch, opset=args.opset,
