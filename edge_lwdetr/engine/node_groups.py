@@ -89,6 +89,8 @@ def linear_groups(model: onnx.ModelProto, calls: list) -> dict[str, list[str]]:
                       and n.name not in owner]  # fmt: skip
     decoder_attention = []
     for scores in scores_matmuls:
+        if scores.name in owner:  # the attention x value MatMul of a layer already grouped
+            continue
         mixed = _first_linear_downstream(scores.output[0], consumers, by_name)
         projections = [name for t in scores.input for name in nearest_linears(t)]
         if mixed:
