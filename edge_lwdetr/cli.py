@@ -246,6 +246,9 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
 def _add_engine_options(p: argparse.ArgumentParser) -> None:
     """The options of an engine build, shared by `build` and `export --format engine`."""
     p.add_argument("--calib-count", type=at_least(1), default=500, help="int8: number of calibration images (500)")
+    p.add_argument("--int8-budget", type=_int8_budget, default=0.3,
+                   help="int8: keep the layer groups INT8 hurts most in FP16 until the estimated loss is within this "
+                        "many AP points (0.3); off: every group in INT8")  # fmt: skip
     p.add_argument("--exist-ok", action="store_true", help=f"engine: {EXIST_OK_HELP}")
     p.add_argument("--plugin", type=Path, help=PLUGIN_HELP)
     p.add_argument("--batch-profile", type=_batch_profile, help="MIN,OPT,MAX batch for a dynamic-batch graph (1,1,8)")
@@ -291,6 +294,7 @@ def _build(args: argparse.Namespace, onnx: Path, precision: str, output: Path | 
         legacy_precision_flags=args.legacy_precision_flags,
         strict_precision=args.strict_precision,
         log=print,
+        int8_budget=args.int8_budget,
     )
 
 
@@ -587,6 +591,50 @@ def _gate_tolerance(args: argparse.Namespace):
     return replace(TOLERANCES[artefact_precision(Path(args.model))], **given) if given else None
 
 
+def _int8_budget(text: str) -> float | None:
+    """AP points (>= 0), or 'off' for an all-INT8 graph without the sensitivity measure."""
+    if text == "off":
+        return None
+    value = _number(text, float)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value:g} is below 0: give AP points >= 0, or off")
+    return value
+
+
+def _add_quant_sensitivity(subparsers) -> None:
+    p = subparsers.add_parser(
+        "quant-sensitivity", help="INT8 accuracy cost of each layer group, and the groups a budget keeps in FP16"
+    )
+    p.add_argument("--onnx", required=True, type=Path, help="native export (edge-lwdetr export --msda native)")
+    p.add_argument("--calib-data", required=True, type=Path, help="calibration images (a folder) or a video")
+    p.add_argument("--calib-count", type=at_least(1), default=32, help="calibration images, spread over the data (32)")
+    p.add_argument("--data", type=Path, help="COCO folder: also each group's COCO mAP drop there")
+    p.add_argument("--data-images", type=at_least(1), default=100, help="--data: images evaluated per group (100)")
+    p.add_argument("--groups", nargs="+", help="measure only these groups (default: all)")
+    p.add_argument("--int8-budget", type=_int8_budget, default=0.3, help="AP points the INT8 groups may lose (0.3)")
+    p.add_argument("--report", type=Path, help="write the measure here as JSON")
+    p.add_argument("--plot", type=Path, help="write a bar chart of cost and FLOP share (PNG, SVG, PDF or JPG)")
+    p.set_defaults(run=run_quant_sensitivity)
+
+
+def run_quant_sensitivity(args: argparse.Namespace) -> None:
+    from edge_lwdetr.engine.sensitivity_report import sensitivity_report, table, write
+    from edge_lwdetr.profiling import PLOT_SUFFIXES
+
+    if args.plot and args.plot.suffix.lower() not in PLOT_SUFFIXES:
+        raise EdgeLwdetrError(f"--plot {args.plot}: choose a {', '.join(PLOT_SUFFIXES)} file name")
+    budget = 0.0 if args.int8_budget is None else args.int8_budget
+    with _outputs([args.onnx, args.calib_data, args.data], {"--report": args.report, "--plot": args.plot}):
+        report = sensitivity_report(
+            args.onnx, args.calib_data, args.calib_count, budget, args.groups, args.data, args.data_images
+        )
+        print("\n".join(table(report)))
+        write(report, args.report, args.plot)
+    for label, path in (("report", args.report), ("plot", args.plot)):
+        if path:
+            print(f"wrote the {label} {path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="edge-lwdetr", description="LW-DETR from PyTorch to TensorRT on NVIDIA Jetson, and live video inference"
@@ -603,6 +651,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_plugin(subparsers)
     _add_synth(subparsers)
     _add_train(subparsers)
+    _add_quant_sensitivity(subparsers)
     return parser
 
 

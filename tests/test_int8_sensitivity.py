@@ -10,9 +10,9 @@ from onnx import numpy_helper
 
 pytest.importorskip("modelopt.onnx")
 
-from edge_lwdetr.bundled import BUNDLED_MODEL  # noqa: E402
-from edge_lwdetr.engine.node_groups import linear_groups  # noqa: E402
-from edge_lwdetr.engine.precision import inline_msda  # noqa: E402
+from edge_lwdetr.bundled import BUNDLED_MODEL
+from edge_lwdetr.engine.node_groups import linear_groups
+from edge_lwdetr.engine.precision import inline_msda
 
 FRAGILE = "vit2.mlp"
 
@@ -68,7 +68,9 @@ def outputs(model: onnx.ModelProto, images: np.ndarray) -> np.ndarray:
 
     from edge_lwdetr.export.msda_onnx import with_reference_functions
 
-    session = ort.InferenceSession(with_reference_functions(model).SerializeToString(), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        with_reference_functions(model).SerializeToString(), providers=["CPUExecutionProvider"]
+    )
     return np.stack([session.run(["pred_boxes"], {"images": image[None]})[0] for image in images])
 
 

@@ -53,6 +53,7 @@ def build(
     legacy_precision_flags: bool = False,
     strict_precision: bool = False,
     log: Callable[[str], None] = lambda message: None,
+    int8_budget: float | None = None,
 ) -> Path:
     """Build `onnx_path` (from `edge-lwdetr export --msda native`); returns the engine, or the graph if onnx_only.
 
@@ -103,8 +104,13 @@ def build(
 
         model = to_native(model)
         log(f"making the {precision} graph with ModelOpt (CPU)")
-        with libraries_quiet():
-            model = precision_graph(model, precision, calibration)
+        if precision == "int8" and int8_budget is not None:  # the groups INT8 hurts most kept in FP16
+            from edge_lwdetr.engine.mixed_int8 import mixed_int8_graph
+
+            model = mixed_int8_graph(model, calibration, int8_budget, log)
+        else:
+            with libraries_quiet():
+                model = precision_graph(model, precision, calibration)
     if msda != "native":
         model = rewrite_msda(model, msda, trt_version, str(onnx_path))
     onnx.checker.check_model(model, full_check=True)

@@ -106,8 +106,11 @@ def linear_groups(model: onnx.ModelProto, calls: list) -> dict[str, list[str]]:
     rest = [n for n in linears if position[n.name] > projector_start and n.name not in owner]
     claim("encoder_proposals", [n.name for n in rest if position[n.name] < first and n.name not in selected])
     claim("decoder.query_position", [n.name for n in rest if position[n.name] < first and n.name in selected])
-    msda_outputs = [position[owner_name] for owner_name in (groups.get(f"decoder{i}.msda_output", [None])[0]
-                                                             for i in range(len(calls))) if owner_name]
+    msda_outputs = [
+        position[owner_name]
+        for owner_name in (groups.get(f"decoder{i}.msda_output", [None])[0] for i in range(len(calls)))
+        if owner_name
+    ]
     for node in rest:
         layer = sum(position[node.name] > at for at in msda_outputs) - 1
         claim(f"decoder{max(layer, 0)}.ffn", [node.name])
