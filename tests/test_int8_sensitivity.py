@@ -108,3 +108,32 @@ def test_every_linear_node_is_in_exactly_one_named_group(native):
                  for k in ("self_attention", "ffn", "msda_value", "msda_offsets", "msda_weights", "msda_output")}  # fmt: skip
     assert set(groups) == expected
     assert all(len(groups[f"decoder{d}.msda_{k}"]) == 1 for d in range(3) for k in ("value", "offsets", "weights"))
+
+
+def test_groups_kept_in_fp16_get_no_int8_inputs(native, images):
+    from edge_lwdetr.engine.precision import precision_graph
+    from edge_lwdetr.engine.sensitivity import int8_flop_share, matmul_flops
+    from edge_lwdetr.quiet import libraries_quiet
+
+    inlined, calls = inline_msda(native)
+    kept = linear_groups(inlined, calls)["projector"]
+    with libraries_quiet():
+        graph = precision_graph(native, "int8", images[:4], fp16_nodes=kept)
+    producer = {out: n.op_type for n in graph.graph.node for out in n.output}
+    nodes = {n.name: n for n in graph.graph.node}
+    assert all(producer.get(t) != "DequantizeLinear" for name in kept for t in nodes[name].input)
+    # The projector is four 1x1/3x3 Convs on 16x16 maps: its FLOPs are what the count must leave out of INT8.
+    flops = matmul_flops(inlined)
+    assert int8_flop_share(graph, flops) <= 1 - sum(flops[n] for n in kept) / sum(flops.values()) + 1e-9
+
+
+def test_calibration_images_are_spread_over_the_folder(tmp_path):
+    import cv2
+
+    from edge_lwdetr.engine.calibration import calibration_images
+
+    for index in range(10):
+        cv2.imwrite(str(tmp_path / f"{index:02d}.png"), np.full((32, 32, 3), 20 * index, np.uint8))
+    chosen = calibration_images(tmp_path, 4, 32)
+    # First, last and evenly between (files 0, 3, 6, 9), not the first four.
+    np.testing.assert_allclose(chosen.mean(axis=(1, 2, 3)) * 255, [0, 60, 120, 180], atol=1)

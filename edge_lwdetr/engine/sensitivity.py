@@ -155,12 +155,16 @@ def only_in_int8(quantized: onnx.ModelProto, fp32: onnx.ModelProto, nodes: set[s
 
 def int8_flop_share(graph: onnx.ModelProto, flops: dict[str, int]) -> float:
     """Share of the matrix-multiply FLOPs (`flops`, by node name) whose node in `graph` reads both operands through
-    Q/DQ, which TensorRT runs in INT8 (ModelOpt leaves some small layers' weights unquantized)."""
-    producer = {out: n.op_type for n in graph.node for out in n.output}
-    int8 = {
-        n.name for n in graph.node
-        if n.op_type in LINEAR and all(producer.get(t) == "DequantizeLinear" for t in n.input[:2])
-    }  # fmt: skip
+    Q/DQ (past AutoCast's Casts), which TensorRT runs in INT8 (ModelOpt leaves some small layers' weights FP)."""
+    producer = {out: n for n in graph.graph.node for out in n.output}
+
+    def dequantized(tensor: str) -> bool:
+        node = producer.get(tensor)
+        while node is not None and node.op_type == "Cast":
+            node = producer.get(node.input[0])
+        return node is not None and node.op_type == "DequantizeLinear"
+
+    int8 = {n.name for n in graph.graph.node if n.op_type in LINEAR and all(dequantized(t) for t in n.input[:2])}
     return sum(f for name, f in flops.items() if name in int8) / sum(flops.values())
 
 
