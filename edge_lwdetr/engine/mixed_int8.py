@@ -11,12 +11,10 @@ import onnx
 
 from edge_lwdetr.engine.precision import inline_msda, precision_graph
 from edge_lwdetr.engine.sensitivity import (
-    SENSITIVITY_IMAGES,
     int8_flop_share,
     keep_in_fp16,
     matmul_flops,
     measure,
-    spread,
 )  # fmt: skip
 from edge_lwdetr.quiet import libraries_quiet
 
@@ -27,9 +25,8 @@ def mixed_int8_graph(
     native: onnx.ModelProto, calibration: np.ndarray, budget: float, log: Callable[[str], None] = lambda m: None
 ) -> onnx.ModelProto:
     """The INT8 precision graph of `native` whose estimated AP loss against FP32 is within `budget` points."""
-    sample = spread(calibration, SENSITIVITY_IMAGES)
-    log(f"INT8 sensitivity of each layer group on {len(sample)} of the {len(calibration)} calibration images")
-    report = measure(native, sample)
+    report = measure(native, calibration)
+    log(f"INT8 sensitivity of each layer group on {report['images']} of the {len(calibration)} calibration images")
     choice = keep_in_fp16(report, budget)
     with libraries_quiet():
         graph = precision_graph(native, "int8", calibration, fp16_nodes=choice["fp16_nodes"])
@@ -40,7 +37,7 @@ def mixed_int8_graph(
         "kept_fp16": choice["kept_fp16"],
         "estimated_ap_loss": round(choice["estimated_ap_loss"], 3),
         "int8_matmul_flop_share": round(share, 4),
-        "sensitivity_images": len(sample),
+        "sensitivity_images": report["images"],
         "groups": [{k: row[k] for k in ("group", "ap_loss", "flop_share", "recall")} for row in report["groups"]],
     }
     graph.metadata_props.add(key=METADATA_KEY, value=json.dumps(summary))

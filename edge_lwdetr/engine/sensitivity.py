@@ -28,8 +28,8 @@ from edge_lwdetr.profiling import GATE_CONF, GATE_FALLBACK_TOP, TOLERANCES, dete
 from edge_lwdetr.quiet import libraries_quiet
 
 DEFAULT_BUDGET_AP = 0.3
-# Images the per-group measure runs on, spread over the calibration set: every group costs one calibration, so
-# the measure uses a sample and the final INT8 graph calibrates on every image.
+# Images each group's cost is measured on, spread over the calibration set (which all serves to calibrate, so the
+# scales are the final INT8 graph's): every group costs one pass over them.
 SENSITIVITY_IMAGES = 32
 
 
@@ -66,7 +66,8 @@ def measure(
     native: onnx.ModelProto, calibration: np.ndarray, groups: list[str] | None = None,
     log: Callable[[str], None] = lambda message: None, data: Path | None = None, data_images: int = 100,
 ) -> dict:  # fmt: skip
-    """Per group: its share of matrix-multiply FLOPs and the cost of quantizing it alone, on `calibration`; with
+    """Per group: its share of matrix-multiply FLOPs and the cost of quantizing it alone, calibrated on all of
+    `calibration` and measured on SENSITIVITY_IMAGES of them; with
     `data` (a COCO folder), also its COCO mAP drop there (first `data_images` images).
 
     `groups` limits the measure to those names (default: every group). Returns {"groups": [...] costliest first,
@@ -89,16 +90,17 @@ def measure(
         with libraries_quiet():
             quantize_int8(source, quantized_path, base_exclude, calibration)
         quantized = onnx.load(quantized_path)
-    reference = _Graph(inlined, labels).run(calibration)
+    sample = spread(calibration, SENSITIVITY_IMAGES)
+    reference = _Graph(inlined, labels).run(sample)
     id2label = labels or default_id2label(reference[0]["logits"].shape[-1])
     fp32_map = _map(_Graph(inlined, id2label), data, data_images) if data else None
-    frames = [np.zeros(image.shape[1:], np.uint8) for image in calibration]  # sizes only: boxes in input pixels
+    frames = [np.zeros(image.shape[1:], np.uint8) for image in sample]  # sizes only: boxes in input pixels
     truth = _truth(_detections(reference, frames, id2label))
     rows = []
     for name in groups or list(found):
         log(f"INT8 sensitivity: {name} ({len(found[name])} nodes)")
         graph = _Graph(only_in_int8(quantized, inlined, set(found[name])), id2label)
-        outputs = graph.run(calibration)
+        outputs = graph.run(sample)
         agreement = detection_agreement(reference, outputs, frames, id2label, TOLERANCES["int8"])
         ap = agreement_ap(truth, _detections(outputs, frames, id2label))
         rows.append({
@@ -112,7 +114,7 @@ def measure(
             "score_error_p95": agreement["score_error"]["p95"],
         } | ({"map_loss": 100 * (fp32_map - _map(graph, data, data_images))} if data else {}))  # fmt: skip
     rows.sort(key=lambda row: -row["ap_loss"])
-    return {"groups": rows, "total_flops": total, "images": len(calibration), "all_groups": found} | (
+    return {"groups": rows, "total_flops": total, "images": len(sample), "all_groups": found} | (
         {"fp32_map": fp32_map} if data else {}
     )
 
