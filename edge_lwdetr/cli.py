@@ -623,7 +623,7 @@ def run_quant_sensitivity(args: argparse.Namespace) -> None:
 
     if args.plot and args.plot.suffix.lower() not in PLOT_SUFFIXES:
         raise EdgeLwdetrError(f"--plot {args.plot}: choose a {', '.join(PLOT_SUFFIXES)} file name")
-    budget = 0.0 if args.int8_budget is None else args.int8_budget
+    budget = float("inf") if args.int8_budget is None else args.int8_budget  # off: no group kept in FP16
     with _outputs([args.onnx, args.calib_data, args.data], {"--report": args.report, "--plot": args.plot}):
         report = sensitivity_report(
             args.onnx, args.calib_data, args.calib_count, budget, args.groups, args.data, args.data_images

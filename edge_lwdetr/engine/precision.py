@@ -164,7 +164,7 @@ def fp32_region(model: onnx.ModelProto, calls: list[MsdaCall]) -> list[str]:
 
 
 def precision_graph(
-    native: onnx.ModelProto, precision: str, calibration: np.ndarray | None = None, fp16_nodes: list[str] = ()
+    native: onnx.ModelProto, precision: str, calibration: np.ndarray | None = None, fp16_nodes: list[str] | None = None
 ) -> onnx.ModelProto:
     """The native export with `precision` explicit in its types ('fp32', 'fp16' or 'int8'); MSDA stays native.
 
@@ -184,7 +184,7 @@ def precision_graph(
             if calibration is None or len(calibration) == 0:
                 raise EdgeLwdetrError("int8 needs calibration images: pass --calib-data DIR_OR_VIDEO")
             quantized = Path(folder) / "int8.onnx"
-            quantize_int8(source, quantized, exclude + [f"^{name}$" for name in fp16_nodes], calibration)
+            quantize_int8(source, quantized, exclude + [f"^{name}$" for name in fp16_nodes or []], calibration)
             # ModelOpt's own FP16 pass ignores per-node exclusions: the non-INT8 rest gets ours.
             converted = _autocast_fp16(quantized, exclude)
         else:
