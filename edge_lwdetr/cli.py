@@ -24,7 +24,7 @@ from edge_lwdetr.bundled import BUNDLED_MODEL
 from edge_lwdetr.errors import EdgeLwdetrError
 from edge_lwdetr import quiet
 from edge_lwdetr.defaults import DEFAULT_CONF, DEFAULT_OPSET, target_trt_version
-from edge_lwdetr.option_types import MAX_IMAGE_SIZE, at_least, image_size, in_unit_interval, positive
+from edge_lwdetr.option_types import MAX_IMAGE_SIZE, at_least, image_size, in_unit_interval, int8_budget, positive
 from edge_lwdetr.signals import Stopped, stop_raises
 
 EXIT_ERROR = 2
@@ -469,6 +469,40 @@ def _gate_tolerance(args: argparse.Namespace):
     return replace(TOLERANCES[artefact_precision(Path(args.model))], **given) if given else None
 
 
+def _add_quant_sensitivity(subparsers) -> None:
+    p = subparsers.add_parser(
+        "quant-sensitivity", help="INT8 accuracy cost of each layer group, and the groups a budget keeps in FP16"
+    )
+    p.add_argument("--onnx", required=True, type=Path, help="native export (edge-lwdetr export --msda native)")
+    p.add_argument("--calib-data", required=True, type=Path, help="calibration images (a folder) or a video")
+    p.add_argument("--calib-count", type=at_least(1), default=32, help="calibration images, spread over the data (32)")
+    p.add_argument("--data", type=Path, help="COCO folder: also each group's COCO mAP drop there")
+    p.add_argument("--data-images", type=at_least(1), default=100, help="--data: images evaluated per group (100)")
+    p.add_argument("--groups", nargs="+", help="measure only these groups (default: all)")
+    p.add_argument("--int8-budget", type=int8_budget, default=0.3, help="AP points the INT8 groups may lose (0.3)")
+    p.add_argument("--report", type=Path, help="write the measure here as JSON")
+    p.add_argument("--plot", type=Path, help="write a bar chart of cost and FLOP share (PNG, SVG, PDF or JPG)")
+    p.set_defaults(run=run_quant_sensitivity)
+
+
+def run_quant_sensitivity(args: argparse.Namespace) -> None:
+    from edge_lwdetr.engine.sensitivity_report import sensitivity_report, table, write
+    from edge_lwdetr.profiling import PLOT_SUFFIXES
+
+    if args.plot and args.plot.suffix.lower() not in PLOT_SUFFIXES:
+        raise EdgeLwdetrError(f"--plot {args.plot}: choose a {', '.join(PLOT_SUFFIXES)} file name")
+    budget = float("inf") if args.int8_budget is None else args.int8_budget  # off: no group kept in FP16
+    with _outputs([args.onnx, args.calib_data, args.data], {"--report": args.report, "--plot": args.plot}):
+        report = sensitivity_report(
+            args.onnx, args.calib_data, args.calib_count, budget, args.groups, args.data, args.data_images
+        )
+        print("\n".join(table(report)))
+        write(report, args.report, args.plot)
+    for label, path in (("report", args.report), ("plot", args.plot)):
+        if path:
+            print(f"wrote the {label} {path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="edge-lwdetr", description="LW-DETR from PyTorch to TensorRT on NVIDIA Jetson, and live video inference"
@@ -486,6 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_synth(subparsers)
     _add_train(subparsers)
     _add_serve(subparsers)
+    _add_quant_sensitivity(subparsers)
     return parser
 
 

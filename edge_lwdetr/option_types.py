@@ -63,3 +63,13 @@ def batch_profile(text: str) -> tuple[int, int, int]:
     if not 1 <= lo <= opt <= hi:
         raise argparse.ArgumentTypeError(f"{text!r}: need 1 <= MIN <= OPT <= MAX")
     return lo, opt, hi
+
+
+def int8_budget(text: str) -> float | None:
+    """AP points (>= 0), or 'off' for an all-INT8 graph without the sensitivity measure."""
+    if text == "off":
+        return None
+    value = _number(text, float)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value:g} is below 0: give AP points >= 0, or off")
+    return value

@@ -95,8 +95,13 @@ def build(
 
         model = to_native(model)
         log(f"making the {precision} graph with ModelOpt (CPU)")
-        with libraries_quiet():
-            model = precision_graph(model, precision, calibration)
+        if precision == "int8" and options.int8_budget is not None:  # the groups INT8 hurts most kept in FP16
+            from edge_lwdetr.engine.mixed_int8 import mixed_int8_graph
+
+            model = mixed_int8_graph(model, calibration, options.int8_budget, log)
+        else:
+            with libraries_quiet():
+                model = precision_graph(model, precision, calibration)
     if msda != "native":
         model = rewrite_msda(model, msda, options.target_trt_version, str(onnx_path))
     onnx.checker.check_model(model, full_check=True)

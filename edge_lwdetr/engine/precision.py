@@ -164,9 +164,11 @@ def fp32_region(model: onnx.ModelProto, calls: list[MsdaCall]) -> list[str]:
 
 
 def precision_graph(
-    native: onnx.ModelProto, precision: str, calibration: np.ndarray | None = None
+    native: onnx.ModelProto, precision: str, calibration: np.ndarray | None = None, fp16_nodes: list[str] | None = None
 ) -> onnx.ModelProto:
-    """The native export with `precision` explicit in its types ('fp32', 'fp16' or 'int8'); MSDA stays native."""
+    """The native export with `precision` explicit in its types ('fp32', 'fp16' or 'int8'); MSDA stays native.
+
+    int8: the linear nodes named in `fp16_nodes` (engine/sensitivity.py's choice) are left to FP16."""
     if precision == "fp32":
         return native
     if not msda_nodes(native) or any(form_of(n) is not NATIVE for n in msda_nodes(native)):
@@ -182,7 +184,7 @@ def precision_graph(
             if calibration is None or len(calibration) == 0:
                 raise EdgeLwdetrError("int8 needs calibration images: pass --calib-data DIR_OR_VIDEO")
             quantized = Path(folder) / "int8.onnx"
-            _quantize_int8(source, quantized, exclude, calibration)
+            quantize_int8(source, quantized, exclude + [f"^{name}$" for name in fp16_nodes or []], calibration)
             # ModelOpt's own FP16 pass ignores per-node exclusions: the non-INT8 rest gets ours.
             converted = _autocast_fp16(quantized, exclude)
         else:
@@ -213,7 +215,7 @@ def _autocast_fp16(source: Path, exclude: list[str]) -> onnx.ModelProto:
     )
 
 
-def _quantize_int8(source: Path, output: Path, exclude: list[str], calibration: np.ndarray) -> None:
+def quantize_int8(source: Path, output: Path, exclude: list[str], calibration: np.ndarray) -> None:
     _modelopt()
     from modelopt.onnx.quantization import quantize
 

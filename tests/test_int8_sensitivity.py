@@ -1,0 +1,139 @@
+"""INT8 sensitivity (engine/sensitivity.py): a group made fragile on purpose is ranked first, and the budget keeps
+the costliest groups in FP16 until the rest is within it. On the bundled model, whose detections are meaningful."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+pytest.importorskip("modelopt.onnx")
+
+from edge_lwdetr.bundled import BUNDLED_MODEL
+from edge_lwdetr.engine.node_groups import linear_groups
+from edge_lwdetr.engine.precision import inline_msda
+
+FRAGILE = "vit2.mlp"
+
+
+@pytest.fixture(scope="module")
+def native(tmp_path_factory):
+    from edge_lwdetr.export.onnx_export import export_onnx
+
+    path = tmp_path_factory.mktemp("bundled") / "native.onnx"
+    export_onnx(BUNDLED_MODEL, path, imgsz=256, msda="native")
+    return onnx.load(path)
+
+
+@pytest.fixture(scope="module")
+def images():
+    from edge_lwdetr.processing import to_model_input
+    from edge_lwdetr.synthetic.dataset import scene_at
+    from edge_lwdetr.synthetic.shapes import render
+
+    return np.stack([to_model_input(render(scene_at(0, i), 256), 256) for i in range(8)])
+
+
+def fragile(native: onnx.ModelProto) -> onnx.ModelProto:
+    """`native` computing the same function, with the first linear of FRAGILE given an INT8-hostile range: its
+    LayerNorm's channel 0 scaled by 1e-4 and the matching weight row by 1e4, so one weight dominates every output
+    channel's scale and one activation channel falls below the activation scale."""
+    model = onnx.ModelProto()
+    model.CopyFrom(native)
+    inlined, calls = inline_msda(model)
+    first = linear_groups(inlined, calls)[FRAGILE][0]
+    nodes = {n.name: n for n in model.graph.node}
+    producer = {out: n for n in model.graph.node for out in n.output}
+    gemm, norm = nodes[first], producer[nodes[first].input[0]]
+    while norm.op_type == "Reshape":  # the export flattens tokens for the Gemm
+        norm = producer[norm.input[0]]
+    assert gemm.op_type == "Gemm" and norm.op_type == "LayerNormalization"
+    trans_b = next((a.i for a in gemm.attribute if a.name == "transB"), 0)
+    initializers = {i.name: i for i in model.graph.initializer}
+
+    def scale(name: str, factor: float, axis: int) -> None:
+        values = numpy_helper.to_array(initializers[name]).copy()
+        np.moveaxis(values, axis, 0)[0] *= factor
+        initializers[name].CopyFrom(numpy_helper.from_array(values, name))
+
+    for tensor in norm.input[1:3]:
+        scale(tensor, 1e-4, 0)
+    scale(gemm.input[1], 1e4, 1 if trans_b else 0)
+    return model
+
+
+def outputs(model: onnx.ModelProto, images: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    from edge_lwdetr.export.msda_onnx import with_reference_functions
+
+    session = ort.InferenceSession(
+        with_reference_functions(model).SerializeToString(), providers=["CPUExecutionProvider"]
+    )
+    return np.stack([session.run(["pred_boxes"], {"images": image[None]})[0] for image in images])
+
+
+def test_a_fragile_group_is_ranked_first_and_the_budget_keeps_it(native, images):
+    from edge_lwdetr.engine.sensitivity import keep_in_fp16, measure
+    from edge_lwdetr.quiet import libraries_quiet
+
+    model = fragile(native)
+    # The edit changes no FP32 output: only INT8 can see it.
+    np.testing.assert_allclose(outputs(model, images[:2]), outputs(native, images[:2]), atol=1e-4)
+    with libraries_quiet():
+        report = measure(model, images, ["box_head", FRAGILE, "vit4.mlp"])
+    ranked = [row["group"] for row in report["groups"]]
+    assert ranked[0] == FRAGILE, report["groups"]
+    costs = {row["group"]: row["ap_loss"] for row in report["groups"]}
+    assert costs[FRAGILE] > 1.0, costs  # AP points against the FP32 detections
+
+    choice = keep_in_fp16(report, budget=0.3)
+    assert choice["kept_fp16"][0] == FRAGILE
+    left = sum(cost for group, cost in costs.items() if group not in choice["kept_fp16"])
+    assert left <= 0.3 and choice["estimated_ap_loss"] == pytest.approx(left)
+    assert set(choice["fp16_nodes"]) >= set(report["all_groups"][FRAGILE])
+    assert 0 < choice["expected_int8_flop_share"] < 1
+
+
+def test_every_linear_node_is_in_exactly_one_named_group(native):
+    inlined, calls = inline_msda(native)
+    groups = linear_groups(inlined, calls)
+    linear = sorted(n.name for n in inlined.graph.node if n.op_type in ("MatMul", "Gemm", "Conv"))
+    assert sorted(n for nodes in groups.values() for n in nodes) == linear
+    # The bundled model: 6 ViT blocks, 3 decoder layers (each one MSDA call), one projector level.
+    expected = {"patch_embed", "projector", "encoder_proposals", "decoder.query_position", "class_head", "box_head"}
+    expected |= {f"vit{b}.{k}" for b in range(6) for k in ("attention", "mlp")}
+    expected |= {f"decoder{d}.{k}" for d in range(3)
+                 for k in ("self_attention", "ffn", "msda_value", "msda_offsets", "msda_weights", "msda_output")}  # fmt: skip
+    assert set(groups) == expected
+    assert all(len(groups[f"decoder{d}.msda_{k}"]) == 1 for d in range(3) for k in ("value", "offsets", "weights"))
+
+
+def test_groups_kept_in_fp16_get_no_int8_inputs(native, images):
+    from edge_lwdetr.engine.precision import precision_graph
+    from edge_lwdetr.engine.sensitivity import int8_flop_share, matmul_flops
+    from edge_lwdetr.quiet import libraries_quiet
+
+    inlined, calls = inline_msda(native)
+    kept = linear_groups(inlined, calls)["projector"]
+    with libraries_quiet():
+        graph = precision_graph(native, "int8", images[:4], fp16_nodes=kept)
+    producer = {out: n.op_type for n in graph.graph.node for out in n.output}
+    nodes = {n.name: n for n in graph.graph.node}
+    assert all(producer.get(t) != "DequantizeLinear" for name in kept for t in nodes[name].input)
+    # The projector is four 1x1/3x3 Convs on 16x16 maps: its FLOPs are what the count must leave out of INT8.
+    flops = matmul_flops(inlined)
+    assert int8_flop_share(graph, flops) <= 1 - sum(flops[n] for n in kept) / sum(flops.values()) + 1e-9
+
+
+def test_calibration_images_are_spread_over_the_folder(tmp_path):
+    import cv2
+
+    from edge_lwdetr.engine.calibration import calibration_images
+
+    for index in range(10):
+        cv2.imwrite(str(tmp_path / f"{index:02d}.png"), np.full((32, 32, 3), 20 * index, np.uint8))
+    chosen = calibration_images(tmp_path, 4, 32)
+    # First, last and evenly between (files 0, 3, 6, 9), not the first four.
+    np.testing.assert_allclose(chosen.mean(axis=(1, 2, 3)) * 255, [0, 60, 120, 180], atol=1)
