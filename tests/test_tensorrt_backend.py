@@ -7,14 +7,12 @@ here says TensorRT behaves this way; tests/test_tensorrt_gpu.py runs the real th
 """
 
 import ctypes
-import sys
 import types
 
 import numpy as np
 import pytest
 
-from edge_lwdetr.backends.tensorrt_backend import CaptureFailed, CudaGraph, TensorRTBackend
-from edge_lwdetr.engine.sidecar import write_sidecar
+from edge_lwdetr.backends.tensorrt_backend import CaptureFailed, CudaGraph, TensorRTBackend, plugin_to_load
 from edge_lwdetr.errors import EdgeLwdetrError
 
 SIZE = 32
@@ -170,41 +168,19 @@ def test_graph_is_destroyed_once():
         graph.launch()
 
 
-@pytest.fixture
-def stand_in_modules(monkeypatch):
-    """Stand-in modules for pycuda and tensorrt whose runtime cannot deserialize anything; returns the list the
-    CUDA context's push and pop calls are recorded in, and the context."""
+def test_close_releases_once_and_failed_open_pops_the_context():
+    """A failed open releases what it made and pops the CUDA context it pushed; close() twice pops once."""
     events: list[str] = []
     primary = types.SimpleNamespace(push=lambda: events.append("push"), pop=lambda: events.append("pop"))
-    driver = types.ModuleType("pycuda.driver")
-    driver.init = lambda: None
-    driver.Device = lambda index: types.SimpleNamespace(retain_primary_context=lambda: primary)
-    pycuda = types.ModuleType("pycuda")
-    pycuda.driver = driver
-    tensorrt = types.ModuleType("tensorrt")
-    tensorrt.__version__ = "10.3.0.30"
-    tensorrt.Logger = type("Logger", (), {"WARNING": 2, "__init__": lambda self, severity: None})
-    tensorrt.init_libnvinfer_plugins = lambda logger, namespace: True
-    tensorrt.Runtime = type(
-        "Runtime", (), {"__init__": lambda self, logger: None, "deserialize_cuda_engine": lambda self, data: None}
-    )
-    monkeypatch.setitem(sys.modules, "pycuda", pycuda)
-    monkeypatch.setitem(sys.modules, "pycuda.driver", driver)
-    monkeypatch.setitem(sys.modules, "tensorrt", tensorrt)
-    monkeypatch.setattr(
-        "edge_lwdetr.backends.tensorrt_backend.gpu_info", lambda: {"name": "Orin", "compute_capability": "8.7"}
-    )
-    return events, primary
 
+    def failing_open():
+        raise EdgeLwdetrError("could not load other_tool.engine")
 
-def test_close_releases_once_and_failed_init_pops_the_context(stand_in_modules, tmp_path):
-    """__init__ must release what it made and pop the CUDA context it pushed when deserialization fails."""
-    events, primary = stand_in_modules
-    engine = tmp_path / "other_tool.engine"
-    engine.write_bytes(b"not a plan")
-    with pytest.raises(EdgeLwdetrError, match="could not load .*other_tool.engine: an engine from another tool"):
-        TensorRTBackend(engine)
-    assert events == ["push", "pop"]
+    backend = backend_with(StandInContext(), {"value": 0.0})
+    backend._context_handle = primary
+    with pytest.raises(EdgeLwdetrError, match="could not load other_tool.engine"):
+        backend._open_in_context(failing_open)
+    assert events == ["push", "pop"] and backend.engine is None and backend.context is None
 
     backend = backend_with(StandInContext(), {"value": 0.0})
     backend._context_handle = primary
@@ -213,15 +189,9 @@ def test_close_releases_once_and_failed_init_pops_the_context(stand_in_modules, 
     assert events == ["push", "pop", "pop"] and backend.engine is None and backend.context is None
 
 
-def test_engine_carrying_its_plugin_refuses_a_second_copy(stand_in_modules, tmp_path):
-    events, _ = stand_in_modules
+def test_engine_carrying_its_plugin_refuses_a_second_copy(tmp_path):
     engine = tmp_path / "vc.engine"
-    engine.write_bytes(b"plan")
-    sidecar = {
-        "tensorrt_version": "10.3.0.30", "gpu": {"name": "Orin", "compute_capability": "8.7"}, "msda": "plugin",
-        "plugin_serialized": True, "build_options": {"version_compatible": True}, "image_size": SIZE,
-    }  # fmt: skip
-    write_sidecar(engine, sidecar)
+    sidecar = {"msda": "plugin", "plugin_serialized": True, "build_options": {"version_compatible": True}}
     with pytest.raises(EdgeLwdetrError, match="carries its MSDA plugin library.*drop --plugin"):
-        TensorRTBackend(engine, plugin=tmp_path / "libedge_lwdetr_plugins.so")
-    assert events == []
+        plugin_to_load(engine, sidecar, tmp_path / "libedge_lwdetr_plugins.so")
+    assert plugin_to_load(engine, sidecar, None) is None  # TensorRT loads the plan's own copy

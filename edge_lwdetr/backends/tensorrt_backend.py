@@ -102,6 +102,23 @@ def _clear_cuda_runtime_error() -> None:
         return
 
 
+def plugin_to_load(engine_path: Path, sidecar: dict | None, plugin: Path | None) -> Path | None:
+    """The MSDA plugin library to load before deserializing `engine_path`, or None (no plugin, or the plan carries
+    its own: a version-compatible plan built with our plugin, which TensorRT loads from the plan; trtexec's README:
+    with --setPluginsToSerialize no --dynamicPlugins is needed to run it)."""
+    serialized = bool(sidecar and sidecar.get("plugin_serialized"))
+    if serialized and plugin is not None:
+        # TensorRT registers the plan's copy when deserializing and refuses it if the creator exists already.
+        raise EdgeLwdetrError(
+            f"{engine_path} carries its MSDA plugin library (built with --version-compatible): drop --plugin"
+        )
+    if plugin is not None:
+        return plugin_library(plugin)
+    if sidecar is not None and sidecar.get("msda") == "plugin" and not serialized:
+        return plugin_library(None, sidecar.get("plugin"))
+    return None
+
+
 def _check(ok: bool, step: str, fix: str) -> None:
     """TensorRT's bool results (set_input_shape, set_tensor_address, execute_async_v3)."""
     if not ok:
@@ -129,17 +146,7 @@ class TensorRTBackend:
         device = gpu_info()
         if sidecar is not None:
             check_sidecar(sidecar, trt.__version__, device.get("name", "?"), device.get("compute_capability", "?"))
-        serialized = bool(sidecar and sidecar.get("plugin_serialized"))
-        if serialized and plugin is not None:
-            # TensorRT registers the plan's copy when deserializing and refuses it if the creator exists already.
-            raise EdgeLwdetrError(
-                f"{engine_path} carries its MSDA plugin library (built with --version-compatible): drop --plugin"
-            )
-        library = plugin_library(plugin) if plugin is not None else None
-        if library is None and sidecar is not None and sidecar.get("msda") == "plugin" and not serialized:
-            library = plugin_library(None, sidecar.get("plugin"))
-        # A version-compatible plan built with our plugin carries the library and TensorRT loads it from the plan
-        # (trtexec's README: with --setPluginsToSerialize no --dynamicPlugins is needed to run it).
+        library = plugin_to_load(engine_path, sidecar, plugin)
         if library is not None:
             ctypes.CDLL(str(library), mode=ctypes.RTLD_GLOBAL)  # static registration (plugins/msda/README.md)
         logger = trt.Logger(trt.Logger.WARNING)
@@ -150,11 +157,15 @@ class TensorRTBackend:
 
         cuda.init()
         self._context_handle = cuda.Device(0).retain_primary_context()
+        self._open_in_context(lambda: self._open(engine_path, sidecar, logger, device, cuda_graph))
+
+    def _open_in_context(self, open_engine: Callable[[], None]) -> None:
+        """open_engine() with the CUDA context pushed; on any failure, release what it made and pop the context."""
         self._context_handle.push()
         try:
-            self._open(engine_path, sidecar, logger, device, cuda_graph)
+            open_engine()
         except BaseException:
-            self.close()  # releases what was made and pops the context pushed above
+            self.close()
             raise
 
     def _open(self, engine_path: Path, sidecar: dict | None, logger, device: dict[str, str], cuda_graph: bool) -> None:
