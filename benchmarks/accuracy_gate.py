@@ -7,12 +7,11 @@ with one MSDA's sampling offsets zeroed (a broken export): the figures the defau
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from edge_lwdetr.engine.build import build
 from edge_lwdetr.engine.options import EngineOptions
@@ -20,16 +19,8 @@ from edge_lwdetr.export.onnx_export import export_onnx
 from edge_lwdetr.profiling import TOLERANCES, Tolerance, compare_accuracy
 from edge_lwdetr.synthetic.dataset import write_coco
 
-
-def zero_sampling_offsets(model: onnx.ModelProto, layer: int = 0) -> onnx.ModelProto:
-    """The weight and bias of one decoder layer's sampling-offset projection (one Gemm after onnxslim) set to zero:
-    every head of that MSDA then samples at its reference points only."""
-    bias = f"model.decoder.layers.{layer}.cross_attn.sampling_offsets.bias"
-    gemm = next(node for node in model.graph.node if node.op_type == "Gemm" and bias in node.input)
-    for initializer in model.graph.initializer:
-        if initializer.name in gemm.input[1:]:
-            initializer.CopyFrom(numpy_helper.from_array(np.zeros_like(numpy_helper.to_array(initializer)), initializer.name))
-    return model
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from hf_models import zero_sampling_offsets  # noqa: E402 - the broken graph the gate test uses too
 
 
 def main() -> None:

@@ -144,3 +144,16 @@ def build_plugin_library(folder: Path) -> Path:
     subprocess.run(["cmake", "-S", source, "-B", folder], check=True, capture_output=True)
     subprocess.run(["cmake", "--build", folder, "-j"], check=True, capture_output=True)
     return folder / "libedge_lwdetr_plugins.so"
+
+
+def zero_sampling_offsets(model, layer: int = 0):
+    """A broken export: one decoder layer's sampling-offset projection (weight and bias) set to zero."""
+    from onnx import numpy_helper
+
+    bias = f"model.decoder.layers.{layer}.cross_attn.sampling_offsets.bias"
+    gemm = next(node for node in model.graph.node if node.op_type == "Gemm" and bias in node.input)
+    for initializer in model.graph.initializer:
+        if initializer.name in gemm.input[1:]:
+            zeros = np.zeros_like(numpy_helper.to_array(initializer))
+            initializer.CopyFrom(numpy_helper.from_array(zeros, initializer.name))
+    return model

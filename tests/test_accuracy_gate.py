@@ -2,15 +2,14 @@
 
 import json
 
-import numpy as np
 import onnx
 import pytest
-from onnx import numpy_helper
 
 from edge_lwdetr.bundled import BUNDLED_MODEL
 from edge_lwdetr.cli import main
 from edge_lwdetr.processing import Detection
 from edge_lwdetr.profiling import match_detections
+from hf_models import zero_sampling_offsets
 
 
 def det(label, score, box):
@@ -27,17 +26,6 @@ def test_matching_by_class_and_iou():
     pairs = match_detections(reference, candidates)
     # The third reference (class 1, same box as the first) finds no candidate left: each is taken once.
     assert [(r.score, m.score) for r, m in pairs] == [(0.9, 0.85)]
-
-
-def zero_sampling_offsets(model, layer=0):
-    """A broken export: one decoder layer's sampling-offset projection (weight and bias) set to zero."""
-    bias = f"model.decoder.layers.{layer}.cross_attn.sampling_offsets.bias"
-    gemm = next(node for node in model.graph.node if node.op_type == "Gemm" and bias in node.input)
-    for initializer in model.graph.initializer:
-        if initializer.name in gemm.input[1:]:
-            zeros = np.zeros_like(numpy_helper.to_array(initializer))
-            initializer.CopyFrom(numpy_helper.from_array(zeros, initializer.name))
-    return model
 
 
 @pytest.fixture(scope="module")
