@@ -423,7 +423,8 @@ def _profile(args: argparse.Namespace) -> None:
     backend = open_backend(
         args.model, args.backend, args.imgsz, args.plugin, not args.no_cuda_graph, args.device, args.variant, args.ema
     )
-    report = {"edge_lwdetr_version": __version__, **artefact_identity(Path(args.model)), "backend": backend.name,
+    identity = artefact_identity(Path(args.model))  # path, hash, precision: the model is read once for them
+    report = {"edge_lwdetr_version": __version__, **identity, "backend": backend.name,
               "provider": getattr(backend, "device", None), "threads": getattr(backend, "threads", None),
               "batch": 1, "image_size": backend.image_size, "environment": environment()}  # fmt: skip
     report["cuda_graph"] = backend.name == "tensorrt" and not args.no_cuda_graph
@@ -436,7 +437,8 @@ def _profile(args: argparse.Namespace) -> None:
     for stage, s in latency["stages_ms"].items():
         print(f"  {stage:<12} mean {s['mean']:8.2f} ms   p50 {s['p50']:8.2f}   p90 {s['p90']:8.2f}   p99 {s['p99']:8.2f}")
     if args.reference:
-        accuracy = compare_accuracy(Path(args.model), args.reference, args.plugin, _gate_tolerance(args))
+        tolerance = _gate_tolerance(args, identity["precision"])
+        accuracy = compare_accuracy(Path(args.model), args.reference, args.plugin, tolerance, precision=identity["precision"])
         report["accuracy"] = accuracy
         found = accuracy["detections"]
         print(
@@ -457,16 +459,15 @@ def _profile(args: argparse.Namespace) -> None:
         raise EdgeLwdetrError(f"accuracy gate failed: {args.model} differs from {args.reference} beyond the tolerances")
 
 
-def _gate_tolerance(args: argparse.Namespace):
+def _gate_tolerance(args: argparse.Namespace, precision: str):
     """The precision's default tolerances with the bounds the user set; None: all defaults (by precision)."""
     from dataclasses import replace
 
-    from edge_lwdetr.artefacts import artefact_precision
     from edge_lwdetr.profiling import TOLERANCES
 
     given = {"min_recall": args.min_recall, "max_box_error_px": args.max_box_error, "max_score_error": args.max_score_error}
     given = {k: v for k, v in given.items() if v is not None}
-    return replace(TOLERANCES[artefact_precision(Path(args.model))], **given) if given else None
+    return replace(TOLERANCES[precision], **given) if given else None
 
 
 def _add_quant_sensitivity(subparsers) -> None:

@@ -253,11 +253,16 @@ def detection_agreement(reference_outputs: list, model_outputs: list, frames: li
 
 
 def compare_accuracy(
-    model: Path, reference: Path, plugin: Path | None, tolerance: Tolerance | None = None, samples: int = 8
+    model: Path,
+    reference: Path,
+    plugin: Path | None,
+    tolerance: Tolerance | None = None,
+    samples: int = 8,
+    precision: str | None = None,
 ) -> dict:
     """The artefact against the reference on synthetic frames, both run by polygraphy's Comparator: the verdict on
     matched detections (`detection_agreement`, tolerances per precision unless given), and the tensor statistics
-    per output for diagnosis."""
+    per output for diagnosis. `precision`: the model's, when the caller has read it already."""
     from polygraphy.comparator import Comparator
 
     from edge_lwdetr.artefacts import graph_metadata, load_onnx
@@ -267,7 +272,7 @@ def compare_accuracy(
     check_graph(reference_graph, reference)
     meta = graph_metadata(reference_graph)
     image_size = meta.image_size
-    precision = artefact_precision(model)
+    precision = precision or artefact_precision(model)
     tolerance = tolerance or TOLERANCES[precision]
     frames = gate_frames(samples)
     feeds = [{"images": to_model_input(frame, image_size)[None]} for frame in frames]

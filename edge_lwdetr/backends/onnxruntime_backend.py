@@ -30,7 +30,7 @@ def check_graph(model, path: Path) -> None:
     weights = {name for node in model.graph.node if node.op_type in WEIGHTED_OPS for name in node.input[1:]}
     for initializer in model.graph.initializer:
         if initializer.data_type in (1, 10, 11, 16):  # float, float16, double, bfloat16
-            values = numpy_helper.to_array(initializer).astype(np.float32)
+            values = numpy_helper.to_array(initializer)  # isnan/isfinite take float16 and float64 as they are
             if np.isnan(values).any() or (initializer.name in weights and not np.isfinite(values).all()):
                 raise EdgeLwdetrError(
                     f"{path}: initializer {initializer.name} holds NaN or infinite values; re-export the model "
