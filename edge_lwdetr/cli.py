@@ -137,7 +137,7 @@ def _add_rewrite(subparsers) -> None:
 def run_rewrite(args: argparse.Namespace) -> None:
     import onnx
 
-    from edge_lwdetr.export.msda_onnx import msda_nodes
+    from edge_lwdetr.msda_onnx import msda_nodes
     from edge_lwdetr.artefacts import load_onnx
     from edge_lwdetr.export.rewrite import rewrite_msda
 

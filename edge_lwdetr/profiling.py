@@ -150,7 +150,7 @@ def polygraphy_runner(path: Path, plugin: Path | None):
         return TrtRunner(EngineFromBytes(path.read_bytes()), name=path.name)
     from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
 
-    from edge_lwdetr.export.msda_onnx import with_reference_functions
+    from edge_lwdetr.msda_onnx import with_reference_functions
     from edge_lwdetr.artefacts import load_onnx
 
     model = with_reference_functions(load_onnx(path)).SerializeToString()

@@ -12,7 +12,7 @@ import onnxruntime as ort
 import pytest
 
 from edge_lwdetr.cli import main
-from edge_lwdetr.export.msda_onnx import with_reference_functions
+from edge_lwdetr.msda_onnx import with_reference_functions
 from edge_lwdetr.export.rewrite import rewrite_msda
 from hf_models import ONNX_SIZES, build_plugin_library, fails_with
 

@@ -11,7 +11,7 @@ from onnx import helper
 
 from edge_lwdetr.cli import main
 from edge_lwdetr.errors import EdgeLwdetrError
-from edge_lwdetr.export.msda_onnx import builtin_plugin_version, with_reference_functions
+from edge_lwdetr.msda_onnx import builtin_plugin_version, with_reference_functions
 from edge_lwdetr.export.rewrite import rewrite_msda
 from edge_lwdetr.model.loading import load_model
 from edge_lwdetr.processing import normalize

@@ -66,7 +66,7 @@ def fragile(native: onnx.ModelProto) -> onnx.ModelProto:
 def outputs(model: onnx.ModelProto, images: np.ndarray) -> np.ndarray:
     import onnxruntime as ort
 
-    from edge_lwdetr.export.msda_onnx import with_reference_functions
+    from edge_lwdetr.msda_onnx import with_reference_functions
 
     session = ort.InferenceSession(
         with_reference_functions(model).SerializeToString(), providers=["CPUExecutionProvider"]

@@ -44,7 +44,7 @@ class OnnxRuntimeBackend:
         import onnxruntime as ort
 
         from edge_lwdetr.artefacts import graph_metadata, load_onnx
-        from edge_lwdetr.export.msda_onnx import with_reference_functions
+        from edge_lwdetr.msda_onnx import with_reference_functions
 
         model = load_onnx(Path(path))
         check_graph(model, Path(path))

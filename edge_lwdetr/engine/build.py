@@ -20,7 +20,7 @@ from edge_lwdetr.engine.precision_report import describe
 from edge_lwdetr.engine.sidecar import write_sidecar
 from edge_lwdetr.errors import EdgeLwdetrError
 from edge_lwdetr.artefacts import graph_metadata, graph_precision, load_onnx
-from edge_lwdetr.export.msda_onnx import msda_nodes
+from edge_lwdetr.msda_onnx import msda_nodes
 from edge_lwdetr.export.rewrite import rewrite_msda, to_native
 from edge_lwdetr.hashing import sha256_of
 from edge_lwdetr.outputs import atomic_file, write_bytes

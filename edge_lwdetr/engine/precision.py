@@ -25,7 +25,7 @@ import onnx_graphsurgeon as gs
 from onnx import TensorProto
 
 from edge_lwdetr.errors import EdgeLwdetrError
-from edge_lwdetr.export.msda_onnx import NATIVE, default_opset, form_of, msda_nodes, reference_function
+from edge_lwdetr.msda_onnx import NATIVE, default_opset, form_of, msda_nodes, reference_function
 
 FP32_OP_TYPES = ["LayerNormalization", "Softmax", "Sin", "Cos", "Exp", "TopK", "ReduceMax"]
 # Layers whose outputs end the FP32 regions: the linear layers that run in FP16 (or INT8).

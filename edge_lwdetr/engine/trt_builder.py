@@ -18,7 +18,7 @@ from edge_lwdetr.engine.options import EngineOptions
 from edge_lwdetr.engine.precision_report import precision_report
 from edge_lwdetr.engine.trt_inspect import engine_information, engine_information_in_fresh_process
 from edge_lwdetr.errors import EdgeLwdetrError
-from edge_lwdetr.export.msda_onnx import PLUGIN, PLUGIN_VERSION
+from edge_lwdetr.msda_onnx import PLUGIN, PLUGIN_VERSION
 from edge_lwdetr.outputs import write_bytes
 
 

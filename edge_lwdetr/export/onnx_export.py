@@ -21,7 +21,7 @@ from torch import nn
 from edge_lwdetr import __version__
 from edge_lwdetr.defaults import DEFAULT_OPSET, JETPACK_TRT_VERSION
 from edge_lwdetr.errors import EdgeLwdetrError
-from edge_lwdetr.export.msda_onnx import NATIVE, msda_nodes, num_levels_of, reference_function
+from edge_lwdetr.msda_onnx import NATIVE, msda_nodes, num_levels_of, reference_function
 from edge_lwdetr.export.rewrite import METADATA_KEY, rewrite_msda
 from edge_lwdetr.hashing import sha256_of
 from edge_lwdetr.model.config import DEFAULT_IMAGE_SIZE, check_image_size

@@ -14,7 +14,7 @@ import onnx
 from edge_lwdetr.artefacts import properties
 from edge_lwdetr.defaults import JETPACK_TRT_VERSION
 from edge_lwdetr.errors import EdgeLwdetrError
-from edge_lwdetr.export.msda_onnx import (
+from edge_lwdetr.msda_onnx import (
     FORMS,
     PLUGIN_VERSION,
     builtin_plugin_version,
