@@ -23,14 +23,14 @@ from edge_lwdetr import __version__
 from edge_lwdetr.bundled import BUNDLED_MODEL
 from edge_lwdetr.errors import EdgeLwdetrError
 from edge_lwdetr import quiet
-from edge_lwdetr.defaults import DEFAULT_CONF, DEFAULT_OPSET, target_trt_version
-from edge_lwdetr.option_types import MAX_IMAGE_SIZE, at_least, image_size, in_unit_interval, int8_budget, positive
+from edge_lwdetr.defaults import DEFAULT_CONF, target_trt_version
+from edge_lwdetr.export.options import IMGSZ_HELP
+from edge_lwdetr.option_types import at_least, image_size, in_unit_interval, int8_budget, positive
 from edge_lwdetr.signals import Stopped, stop_raises
 
 EXIT_ERROR = 2
 EXIT_BUG = 1
 WEIGHTS_HELP = "transformers folder, hub id, original .pth or .safetensors (default: the bundled shapes model)"
-IMGSZ_HELP = f"square input size, a multiple of 64 up to {MAX_IMAGE_SIZE} (default: the weights' folder's size, else 640)"
 PLUGIN_HELP = "MSDA plugin library (default: $EDGE_LWDETR_PLUGIN, the engine's own, else build/plugins/)"
 EXIST_OK_HELP = "replace an existing output that holds earlier work (refused without it)"
 
@@ -69,6 +69,7 @@ def _outputs(
 
 def _add_export(subparsers) -> None:
     from edge_lwdetr.engine.options import EngineOptions
+    from edge_lwdetr.export.options import ExportOptions
 
     p = subparsers.add_parser(
         "export", help="weights -> ONNX (FP32/FP16/INT8) or a TensorRT engine, in one command"
@@ -79,28 +80,16 @@ def _add_export(subparsers) -> None:
     p.add_argument("--precision", choices=["fp32", "fp16", "int8"], help="default: fp32 for onnx, fp16 for engine")
     p.add_argument("--data", "--calib-data", dest="calib_data", type=Path, help="int8: calibration images or a video")
     p.add_argument("--output", type=Path, help="file to write (default: the weights' name + .<precision>.onnx|.engine)")
-    p.add_argument("--imgsz", type=image_size, help=IMGSZ_HELP)
-    batch = p.add_mutually_exclusive_group()
-    batch.add_argument("--batch", type=at_least(1), default=1, help="static batch size (1)")
-    batch.add_argument("--dynamic-batch", action="store_true", help="symbolic batch dimension")
-    p.add_argument("--opset", type=int, choices=(18, 19, 20), default=DEFAULT_OPSET, help="ONNX opset: 18 (default), 19 or 20")
-    p.add_argument(
-        "--msda",
-        choices=["plugin", "builtin", "native"],
-        default="plugin",
-        help="plugin: edge-lwdetr's TensorRT plugin (default); builtin: NVIDIA's MultiscaleDeformableAttnPlugin_TRT; "
-        "native: portable standard ops (onnx only)",
-    )
-    p.add_argument("--variant", help="tiny|small|medium|large|xlarge; overrides the inferred architecture")
-    p.add_argument("--ema", action="store_true", help="original training checkpoint (checkpoint.pth): load its ema_model weights, not model")
+    ExportOptions.add_arguments(p)
     p.add_argument("--plugin", type=Path, help=PLUGIN_HELP)
     p.add_argument("--exist-ok", action="store_true", help=f"engine: {EXIST_OK_HELP}")
-    EngineOptions.add_arguments(p, skip=("precision", "msda"))
+    EngineOptions.add_arguments(p, skip=("precision",))
     p.set_defaults(run=run_export)
 
 
 def run_export(args: argparse.Namespace) -> None:
     from edge_lwdetr.engine.options import EngineOptions
+    from edge_lwdetr.export.options import ExportOptions
     from edge_lwdetr.export.target import export_to, target_paths
 
     if args.format == "triton":  # a folder of models, not a file
@@ -110,10 +99,9 @@ def run_export(args: argparse.Namespace) -> None:
     targets = {"--output": engine or graph} | ({f"the {precision} graph": graph} if engine else {})
     keep = {"--output": "an engine"} if engine else {}
     options = EngineOptions.from_arguments(args, precision=precision)
-    onnx_options = dict(imgsz=args.imgsz, batch=args.batch, dynamic_batch=args.dynamic_batch, opset=args.opset,
-                        variant=args.variant, ema=args.ema)  # fmt: skip
     with _outputs([args.weights, args.calib_data], targets, exist_ok=args.exist_ok, keep=keep):
-        done = export_to(args.weights, args.format, engine or graph, options, args.calib_data, args.plugin, print, **onnx_options)
+        done = export_to(args.weights, args.format, engine or graph, options, ExportOptions.from_arguments(args),
+                         args.calib_data, args.plugin, print)  # fmt: skip
     if engine is not None and not done.engine_built:
         print(
             f"TensorRT is not installed here, so the engine was not built; build it on the target from the {precision} "

@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 
 import cv2
-from tqdm import tqdm
 
 from edge_lwdetr.backends import Backend
 from edge_lwdetr.errors import EdgeLwdetrError
 from edge_lwdetr.predict import detect
+from edge_lwdetr.progress import progress_bar
 
 METRICS = ("mAP", "mAP50", "mAP75", "mAP_small", "mAP_medium", "mAP_large")
 
@@ -75,7 +75,7 @@ def evaluate(backend: Backend, data: Path, max_images: int | None = None, log=pr
         )
     results, evaluated = [], []
     started = time.perf_counter()
-    for image_id in tqdm(image_ids, desc="evaluating", unit="img"):
+    for image_id in progress_bar("evaluating", "img", iterable=image_ids):
         name = ground_truth.loadImgs(image_id)[0].get("file_name", "")
         path = next((p for p in (data / name, data / "images" / name) if name and p.is_file()), None)
         image = cv2.imread(str(path)) if path else None

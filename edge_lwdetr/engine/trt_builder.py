@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_lwdetr.engine.build_progress import BuildProgress
 from edge_lwdetr.engine.options import EngineOptions
 from edge_lwdetr.engine.precision_report import precision_report
 from edge_lwdetr.engine.trt_inspect import engine_information, engine_information_in_fresh_process
@@ -71,6 +72,25 @@ def load_plugin_library(trt, registry, library: Path, dynamic: bool) -> None:
         raise EdgeLwdetrError(
             f"cannot load the plugin library {library} ({error}): rebuild it from plugins/msda"
         ) from None
+
+
+def progress_monitor(trt, progress: BuildProgress):
+    """A trt.IProgressMonitor (TensorRT >= 10) that hands every callback to `progress`."""
+
+    class Monitor(trt.IProgressMonitor):
+        def __init__(self):
+            super().__init__()  # pybind11: the trampoline (py::init<>) must be constructed, as NVIDIA's sample does
+
+        def phase_start(self, phase_name, parent_phase, num_steps):
+            progress.phase_start(phase_name, parent_phase, num_steps)
+
+        def step_complete(self, phase_name, step):
+            return progress.step_complete(phase_name, step)
+
+        def phase_finish(self, phase_name):
+            progress.phase_finish(phase_name)
+
+    return Monitor()
 
 
 def build_engine(
@@ -156,7 +176,10 @@ def build_engine(
         config.DLA_core = options.dla_core
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
 
+    progress = BuildProgress()
+    config.progress_monitor = progress_monitor(trt, progress)
     serialized = builder.build_serialized_network(network, config)
+    progress.raise_interruption()  # a SIGINT/SIGTERM during the build cancelled it
     if serialized is None:
         raise EdgeLwdetrError(f"TensorRT failed to build {onnx_path}; its log above says why")
     if options.timing_cache is not None:

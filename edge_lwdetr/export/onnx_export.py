@@ -22,15 +22,16 @@ from edge_lwdetr import __version__
 from edge_lwdetr.defaults import DEFAULT_OPSET, JETPACK_TRT_VERSION
 from edge_lwdetr.errors import EdgeLwdetrError
 from edge_lwdetr.msda_onnx import NATIVE, msda_nodes, num_levels_of, reference_function
+from edge_lwdetr.export.options import OPSETS, ExportOptions
 from edge_lwdetr.export.rewrite import METADATA_KEY, rewrite_msda
 from edge_lwdetr.hashing import sha256_of
 from edge_lwdetr.model.config import DEFAULT_IMAGE_SIZE, check_image_size
 from edge_lwdetr.model.loading import LoadedModel, load_model
 from edge_lwdetr.outputs import atomic_file
+from edge_lwdetr.progress import Steps
 from edge_lwdetr.processing import IMAGENET_MEAN, IMAGENET_STD
 
 # The dynamo exporter emits opset 18 at the lowest; TensorRT 10.0+ parses opsets 9-20 (JetPack 6 has 10.3).
-OPSETS = (18, 19, 20)
 MAX_PROTOBUF_BYTES = 2**31 - 1
 
 
@@ -71,25 +72,34 @@ def export_onnx(
         raise EdgeLwdetrError(f"cannot write {output}: folder {output.parent} does not exist")
 
     started = time.perf_counter()
-    loaded = load_model(weights, variant, ema=ema)
-    imgsz = imgsz or loaded.image_size or DEFAULT_IMAGE_SIZE
-    check_image_size(loaded.config, imgsz, imgsz)
-    log(f"loaded LW-DETR-{loaded.variant} from {weights}")
+    steps = ["loading the weights", "tracing (torch.onnx)", "simplifying (onnxslim)", "checking", "writing"]
+    with Steps("export", steps[:3] + (["rewriting MSDA"] if msda != "native" else []) + steps[3:]) as progress:
+        progress.step("loading the weights")
+        loaded = load_model(weights, variant, ema=ema)
+        imgsz = imgsz or loaded.image_size or DEFAULT_IMAGE_SIZE
+        check_image_size(loaded.config, imgsz, imgsz)
+        log(f"loaded LW-DETR-{loaded.variant} from {weights}")
 
-    model = trace_to_onnx(loaded, imgsz, batch, dynamic_batch, opset)
-    log(f"traced to ONNX opset {opset} ({time.perf_counter() - started:.1f} s)")
-    model = simplify(model)
-    model.functions.append(reference_function(NATIVE, num_levels_of(model, msda_nodes(model)[0]), opset))
-    add_metadata(model, loaded, weights, imgsz, "dynamic" if dynamic_batch else str(batch))
-    if msda != "native":
-        model = rewrite_msda(model, msda, trt_version, str(output))
-        log(f"rewrote {len(msda_nodes(model))} MSDA nodes to the {msda} plugin form")
+        progress.step("tracing (torch.onnx)")
+        model = trace_to_onnx(loaded, imgsz, batch, dynamic_batch, opset)
+        log(f"traced to ONNX opset {opset} ({time.perf_counter() - started:.1f} s)")
+        progress.step("simplifying (onnxslim)")
+        model = simplify(model)
+        model.functions.append(reference_function(NATIVE, num_levels_of(model, msda_nodes(model)[0]), opset))
+        options = ExportOptions(imgsz, batch, dynamic_batch, opset, variant, ema)
+        add_metadata(model, loaded, weights, imgsz, "dynamic" if dynamic_batch else str(batch), options)
+        if msda != "native":
+            progress.step("rewriting MSDA")
+            model = rewrite_msda(model, msda, trt_version, str(output))
+            log(f"rewrote {len(msda_nodes(model))} MSDA nodes to the {msda} plugin form")
 
-    onnx.checker.check_model(model, full_check=True)
-    if model.ByteSize() > MAX_PROTOBUF_BYTES:
-        raise EdgeLwdetrError(f"the graph is {model.ByteSize() / 2**30:.1f} GiB, over ONNX's 2 GiB single-file limit")
-    with atomic_file(output) as temporary:
-        onnx.save(model, temporary)
+        progress.step("checking")
+        onnx.checker.check_model(model, full_check=True)
+        if model.ByteSize() > MAX_PROTOBUF_BYTES:
+            raise EdgeLwdetrError(f"the graph is {model.ByteSize() / 2**30:.1f} GiB, over ONNX's 2 GiB single-file limit")
+        progress.step("writing")
+        with atomic_file(output) as temporary:
+            onnx.save(model, temporary)
     log(f"wrote {output} ({output.stat().st_size / 2**20:.1f} MiB, {time.perf_counter() - started:.1f} s)")
     return model
 
@@ -124,7 +134,9 @@ def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
     return onnxslim.slim(model)
 
 
-def add_metadata(model: onnx.ModelProto, loaded: LoadedModel, weights, imgsz: int, batch: str) -> None:
+def add_metadata(
+    model: onnx.ModelProto, loaded: LoadedModel, weights, imgsz: int, batch: str, options: ExportOptions | None = None
+) -> None:
     config = loaded.config
     props = {
         "edge_lwdetr.version": __version__,
@@ -142,6 +154,8 @@ def add_metadata(model: onnx.ModelProto, loaded: LoadedModel, weights, imgsz: in
         "edge_lwdetr.source_sha256": sha256_of(*loaded.weights_files),
         METADATA_KEY: "native",
     }
+    if options is not None:  # how the graph was made, as `edge-lwdetr export` would be asked to make it again
+        props["edge_lwdetr.export_options"] = json.dumps(options.record())
     if loaded.num_select:  # the original checkpoint's --num_select: how many (query, class) pairs it evaluated
         props["edge_lwdetr.num_select"] = str(loaded.num_select)
     if loaded.weights_key:  # which entry of a training checkpoint: 'model' or 'ema_model'

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import importlib.util
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 from edge_lwdetr.engine.options import EngineOptions
+from edge_lwdetr.export.options import ExportOptions
 from edge_lwdetr.errors import EdgeLwdetrError
 
 FORMATS = ("onnx", "engine")
@@ -44,13 +45,13 @@ def export_to(
     format: str = "onnx",
     output: Path | None = None,
     options: EngineOptions | None = None,
+    export: ExportOptions = ExportOptions(),
     calib_data: Path | None = None,
     plugin: Path | None = None,
     log: Callable[[str], None] = lambda message: None,
-    **onnx_options,
 ) -> Exported:
-    """Export `weights` as `format` at `options.precision` (default: fp32 for onnx, fp16 for an engine);
-    `onnx_options` are export_onnx's (imgsz, batch, dynamic_batch, opset, variant, ema)."""
+    """Export `weights` as `format` at `options.precision` (default: fp32 for onnx, fp16 for an engine), the graph
+    as `export` says."""
     from edge_lwdetr.engine.build import build
     from edge_lwdetr.export.onnx_export import export_onnx
 
@@ -62,12 +63,12 @@ def export_to(
     engine, graph = target_paths(weights, format, options.precision, output)
     trt = options.target_trt_version
     if format == "onnx" and options.precision == "fp32":
-        export_onnx(weights, graph, msda=options.msda, trt_version=trt, log=log, **onnx_options)
+        export_onnx(weights, graph, msda=options.msda, trt_version=trt, log=log, **asdict(export))
         return Exported(graph, None, False)
     tensorrt = format == "engine" and importlib.util.find_spec("tensorrt") is not None
     with tempfile.TemporaryDirectory() as folder:
         native = Path(folder) / "native.onnx"
         temporary_log = lambda message: None if message.startswith("wrote ") else log(message)  # noqa: E731
-        export_onnx(weights, native, msda="native", trt_version=trt, log=temporary_log, **onnx_options)
+        export_onnx(weights, native, msda="native", trt_version=trt, log=temporary_log, **asdict(export))
         build(native, options, engine or graph, calib_data, plugin, onnx_only=not tensorrt, log=log)
     return Exported(graph, engine, tensorrt)

@@ -124,9 +124,9 @@ class ProgressSink:
     wants_image = False
 
     def __init__(self, total: int, description: str):
-        from tqdm import tqdm
+        from edge_lwdetr.progress import progress_bar
 
-        self.bar = tqdm(total=total or None, desc=description, unit="frame", disable=None, leave=False)
+        self.bar = progress_bar(description, "frame", total=total or None)
 
     def write(self, frame: np.ndarray, record: dict) -> None:
         self.bar.update(1)

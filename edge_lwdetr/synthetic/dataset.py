@@ -7,11 +7,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from edge_lwdetr.errors import EdgeLwdetrError
 from edge_lwdetr.outputs import atomic_folder
 from edge_lwdetr.synthetic.shapes import CATEGORIES, Scene, render, sample_scene
+from edge_lwdetr.progress import progress_bar
 
 
 def scene_at(seed: int, index: int) -> Scene:
@@ -43,7 +43,7 @@ def write_coco(folder: Path, count: int, seed: int, size: int = 256) -> Path:
     with atomic_folder(folder) as partial:
         (partial / "images").mkdir()
         images, annotations = [], []
-        for index in tqdm(range(count), desc=f"writing {folder}", unit="img"):
+        for index in progress_bar(f"writing {folder}", "img", iterable=range(count)):
             scene = scene_at(seed, index)
             name = f"images/{index:06d}.png"
             ok, png = cv2.imencode(".png", render(scene, size))

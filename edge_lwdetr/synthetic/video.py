@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from edge_lwdetr.errors import EdgeLwdetrError
 from edge_lwdetr.outputs import atomic_file
 from edge_lwdetr.synthetic.shapes import render, sample_scene
 from edge_lwdetr.video import SUFFIXES, VideoWriter
+from edge_lwdetr.progress import progress_bar
 
 
 def write_video(path: Path, seconds: float = 8.0, fps: int = 15, size: int = 384, seed: int = 0) -> Path:
@@ -25,7 +25,7 @@ def write_video(path: Path, seconds: float = 8.0, fps: int = 15, size: int = 384
     scene = None
     with atomic_file(path) as temporary:
         writer = VideoWriter(temporary, fps)
-        for frame in tqdm(range(frames), desc=f"writing {path}", unit="frame"):
+        for frame in progress_bar(f"writing {path}", "frame", iterable=range(frames)):
             if frame % (4 * fps) == 0:
                 scene = sample_scene(rng, moving=True)
             writer.write(render(scene.at((frame % (4 * fps)) / fps), size))
