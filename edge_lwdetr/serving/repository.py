@@ -115,6 +115,9 @@ either way:
     LD_PRELOAD={library} tritonserver --model-repository $PWD
     tritonserver --model-repository $PWD --backend-config=tensorrt,plugins={library}
 
+(`plugins=` takes several libraries separated by `;`; the TensorRT backend opens them when it starts and only logs
+one it cannot open: the model then fails to load on the engine's unknown plugin, so read the log above that error.)
+
 Serving the TensorRT model alone (no Python environment for `lwdetr`, whose failed load would stop the server):
 add `--model-control-mode=explicit --load-model=lwdetr_trt`.
 
