@@ -46,7 +46,9 @@ def _io(kind: str, tensors: list[tuple[str, str, list[int], bool]]) -> str:
 
 
 def _parameters(parameters: dict[str, str]) -> str:
-    return "".join(f"parameters {{ key: {_quoted(k)} value: {{ string_value: {_quoted(v)} }} }}\n" for k, v in parameters.items())
+    return "".join(
+        f"parameters {{ key: {_quoted(k)} value: {{ string_value: {_quoted(v)} }} }}\n" for k, v in parameters.items()
+    )
 
 
 def _common(options: RepositoryOptions, device: str) -> str:
