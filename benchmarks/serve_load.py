@@ -1,7 +1,7 @@
 """Load on `edge-lwdetr serve`: N concurrent clients, a fixed number of requests each, with and without dynamic
 batching; throughput, p50/p99 latency and the batch sizes the server formed.
 
-    python benchmarks/serve_load.py --clients 1 4 16 --requests 8
+    python benchmarks/serve_load.py --clients 1 4 16 --requests 8 [--protocol http|grpc]
 
 Starts the server itself on free 127.0.0.1 ports from the serve environment (.venv-serve, made by install.sh), once
 with --max-batch 8 and once with --max-batch 1, with the bundled model on ONNX Runtime. Every request and wait is
@@ -28,7 +28,7 @@ from edge_lwdetr.synthetic.dataset import scene_at
 from edge_lwdetr.synthetic.shapes import render
 
 
-def load(server: Server, clients: int, requests: int, timeout: float, deadline: float) -> dict:
+def load(server: Server, url: str, clients: int, requests: int, timeout: float, deadline: float) -> dict:
     frame = render(scene_at(0, 0), 640, 480)
     latencies: list[float] = []
     failures: list[str] = []
@@ -36,7 +36,7 @@ def load(server: Server, clients: int, requests: int, timeout: float, deadline: 
     requests_before = server.metric("nv_inference_request_success")
 
     def one_client() -> None:
-        with Client(server.url, timeout=timeout) as client:
+        with Client(url, timeout=timeout) as client:
             for _ in range(requests):
                 if time.monotonic() > deadline:
                     failures.append("deadline")
@@ -72,6 +72,8 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=8, help="requests per client (8)")
     parser.add_argument("--request-timeout", type=float, default=120.0, help="seconds one request may take (120)")
     parser.add_argument("--deadline", type=float, default=600.0, help="seconds the whole run may take (600)")
+    parser.add_argument("--protocol", choices=["http", "grpc"], default="http",
+                        help="http (triton+http://, default) or grpc (triton://, needs the client extra)")  # fmt: skip
     args = parser.parse_args()
     python = serve_python()
     if python is None:
@@ -86,7 +88,8 @@ def main() -> int:
             server = Server(python, model, Path(folder) / f"serve{max_batch}.log", "--max-batch", str(max_batch))
             try:
                 for clients in args.clients:
-                    r = load(server, clients, args.requests, args.request_timeout, deadline)
+                    url = server.url if args.protocol == "grpc" else server.http_url
+                    r = load(server, url, clients, args.requests, args.request_timeout, deadline)
                     print(f"| {'max 8' if max_batch > 1 else 'off'} | {r['clients']} | {r['requests']} | {r['failed']} | "
                           f"{r['throughput']:.1f} | {r['p50']:.0f} | {r['p99']:.0f} | {r['mean_batch']:.2f} |", flush=True)  # fmt: skip
             finally:

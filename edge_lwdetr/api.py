@@ -80,7 +80,8 @@ def frames_of(source) -> Iterator[tuple[str, int, np.ndarray]]:
 
 
 class Detector:
-    """LW-DETR on any backend: an engine (TensorRT), an ONNX export (ONNX Runtime) or weights (PyTorch).
+    """LW-DETR on any backend: an engine (TensorRT), an ONNX export (ONNX Runtime), weights (PyTorch), or a served
+    model (triton://HOST:8001/MODEL over gRPC, triton+http://HOST:8000/MODEL over HTTP: `edge-lwdetr serve`).
 
     model: None for the bundled shapes model; backend: auto, tensorrt, onnxruntime or torch; imgsz: input size for
     weights (default: the size their folder names, else 640); conf: the default score threshold of predict();
@@ -107,7 +108,8 @@ class Detector:
         self.conf = conf
         self._weights_options = {"variant": variant, "ema": ema}  # how the weights were read, for export()
         self.backend = open_backend(
-            self.model, backend, imgsz, Path(plugin) if plugin else None, device=device, variant=variant, ema=ema
+            self.model, backend, imgsz, Path(plugin) if plugin else None, device=device, variant=variant, ema=ema,
+            served=True,
         )
 
     @property

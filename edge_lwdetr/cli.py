@@ -179,7 +179,8 @@ def _add_run(subparsers) -> None:
     p = subparsers.add_parser(
         "run", aliases=["predict"], help="detect objects in an image, a folder, a video, a camera or a stream"
     )
-    _add_model_arguments(p, "TensorRT engine, ONNX export, or weights (PyTorch)")
+    _add_model_arguments(p, "TensorRT engine, ONNX export, a served model (triton://HOST:8001/MODEL: gRPC; "
+                         "triton+http://HOST:8000/MODEL: HTTP), or weights (PyTorch)")  # fmt: skip
     p.add_argument("--source", required=True, help="an image, an image folder, a video file, 0, /dev/video0, csi://0, "
                    "rtsp://...")  # fmt: skip
     p.add_argument("--save", type=Path, help="the annotated image (image source) or video (.mp4: H.264, fragmented; "
@@ -273,7 +274,8 @@ def _stream(args: argparse.Namespace, stop):
     source = open_source(args.source, log=log, stop=stop, stream_timeout_s=args.stream_timeout)
     try:
         backend = open_backend(
-            args.model, args.backend, args.imgsz, args.plugin, args.cuda_graph, args.device, args.variant, args.ema
+            args.model, args.backend, args.imgsz, args.plugin, args.cuda_graph, args.device, args.variant, args.ema,
+            served=True,
         )
     except BaseException:
         source.close()

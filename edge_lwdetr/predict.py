@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
-from edge_lwdetr.backends import Backend
+from edge_lwdetr.backends import Backend, FrameBackend
 from edge_lwdetr.processing import Detection, postprocess, to_model_input
 
 
@@ -14,8 +16,22 @@ def top_k(backend: Backend) -> int | None:
     return getattr(backend, "num_select", None)
 
 
-def detect(backend: Backend, image_bgr: np.ndarray, conf: float) -> list[Detection]:
-    """Detections in one BGR image, in its own pixel coordinates, sorted by score."""
+def detect(
+    backend: Backend | FrameBackend, image_bgr: np.ndarray, conf: float, timings: dict[str, float] | None = None
+) -> list[Detection]:
+    """Detections in one BGR image, in its own pixel coordinates, sorted by score. `timings`, when given, receives
+    the stages' times in ms: preprocess, the backend's own stages, postprocess (a served model: its round trip)."""
+    timings = {} if timings is None else timings
+    if getattr(backend, "takes_frames", False):  # a served model: its server pre- and postprocesses
+        detections = backend.detect(image_bgr, conf)
+        timings.update(backend.stage_ms)
+        return detections
+    begin = time.perf_counter()
     batch = to_model_input(image_bgr, backend.image_size)[None]
+    timings["preprocess"] = (time.perf_counter() - begin) * 1000
     logits, boxes = backend.infer(batch)
-    return postprocess(logits[0], boxes[0], image_bgr.shape[:2], backend.id2label, conf, top_k(backend))
+    timings.update(backend.stage_ms)
+    begin = time.perf_counter()
+    detections = postprocess(logits[0], boxes[0], image_bgr.shape[:2], backend.id2label, conf, top_k(backend))
+    timings["postprocess"] = (time.perf_counter() - begin) * 1000
+    return detections

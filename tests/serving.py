@@ -51,7 +51,8 @@ class Server:
         self._start(command, log, None, start_timeout)
 
     def _start(self, command: list[str], log: Path, env: dict | None, start_timeout: float) -> None:
-        self.url = f"triton://127.0.0.1:{self.http}/lwdetr"
+        self.url = f"triton://127.0.0.1:{self.grpc}/lwdetr"  # gRPC: needs tritonclient (the `client` extra)
+        self.http_url = f"triton+http://127.0.0.1:{self.http}/lwdetr"  # HTTP: the base install
         self.log = log
         with open(log, "wb") as out:
             self.process = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -111,8 +112,10 @@ class RepositoryServer(Server):
                    f"--backend-config=python,shm-region-prefix-name=edge_lwdetr_{os.getpid()}_{self.http}_"]  # fmt: skip
         # As PyTriton starts it: the stub takes its environment from the first `python` on PATH (PYTHONPATH into
         # another environment's site-packages gives its NumPy arrays zero strides).
+        # This tree first on PYTHONPATH: the model imports edge_lwdetr, the one under test (not another checkout's).
         env = {**os.environ, "LD_LIBRARY_PATH": f"{paths['libdir']}:{paths['libs']}",
-               "PATH": f"{Path(python).parent}:{os.environ['PATH']}"}  # fmt: skip
+               "PATH": f"{Path(python).parent}:{os.environ['PATH']}",
+               "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}  # fmt: skip
         self._start(command, scratch / "tritonserver.log", env, start_timeout)
 
 
@@ -123,6 +126,15 @@ print(json.dumps({"server": str(get_root_module_path() / "tritonserver"), "libs"
     "stub": str(get_stub_path(f"{sys.version_info.major}.{sys.version_info.minor}")),
     "libdir": sysconfig.get_config_var("LIBDIR")}))
 """
+
+
+def grpc_client_missing() -> str | None:
+    """Why the gRPC client cannot run here, or None (tritonclient[grpc] is the `client` extra)."""
+    try:
+        import tritonclient.grpc  # noqa: F401
+    except ImportError as error:
+        return f"no tritonclient[grpc] here ({error}): pip install -e '.[client]'"
+    return None
 
 
 def bundled_onnx(folder: Path) -> Path:

@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge_lwdetr.backends import Backend
+from edge_lwdetr.backends import Backend, FrameBackend
 from edge_lwdetr.draw import draw_badge, draw_detections
-from edge_lwdetr.predict import top_k
-from edge_lwdetr.processing import postprocess, to_model_input
+from edge_lwdetr.predict import detect
 from edge_lwdetr.runtime.sinks import detection_record
 from edge_lwdetr.runtime.stats import StageTimes
 
@@ -64,7 +63,7 @@ def _put(q: queue.Queue, item, give_up: threading.Event) -> bool:
 
 
 def run_stream(
-    backend: Backend,
+    backend: Backend | FrameBackend,
     source,
     sinks: list,
     conf: float,
@@ -74,7 +73,6 @@ def run_stream(
     """Run `backend` on every frame of `source` (the newest, for live sources) into `sinks` until the source ends,
     `max_frames` are inferred or `stop` is set. Raises the first error of the source, the model or a sink."""
     summary, times = RunSummary(), StageTimes()
-    select = top_k(backend)
     captured: queue.Queue = queue.Queue(maxsize=1 if source.live else 4)
     processed: queue.Queue = queue.Queue(maxsize=4)
     inference_done, sink_done = threading.Event(), threading.Event()
@@ -145,14 +143,7 @@ def run_stream(
             if item is _END:
                 break
             timings = {"capture": item.capture_ms}
-            begin = time.perf_counter()
-            batch = to_model_input(item.frame, backend.image_size)[None]
-            timings["preprocess"] = (time.perf_counter() - begin) * 1000
-            logits, boxes = backend.infer(batch)
-            timings.update(backend.stage_ms)
-            begin = time.perf_counter()
-            detections = postprocess(logits[0], boxes[0], item.frame.shape[:2], backend.id2label, conf, select)
-            timings["postprocess"] = (time.perf_counter() - begin) * 1000
+            detections = detect(backend, item.frame, conf, timings)
             times.add(timings)
             summary.inferred += 1
             size = (item.frame.shape[1], item.frame.shape[0])

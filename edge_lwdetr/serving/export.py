@@ -20,6 +20,7 @@ def export_triton(weights: str, output: Path, onnx_options: dict, plugin: Path |
     from edge_lwdetr.backends.onnxruntime_backend import OnnxRuntimeBackend
     from edge_lwdetr.export.onnx_export import export_onnx
     from edge_lwdetr.outputs import atomic_folder
+    from edge_lwdetr.serving.protocol import ModelInfo
     from edge_lwdetr.serving.repository import RepositoryOptions, write_repository
 
     if plugin is not None and not plugin.is_file():
@@ -32,7 +33,8 @@ def export_triton(weights: str, output: Path, onnx_options: dict, plugin: Path |
         logits = {o.name: o for o in onnx.load(graph, load_external_data=False).graph.output}["logits"]
         queries, classes = (d.dim_value for d in logits.type.tensor_type.shape.dim[1:])
         backend = OnnxRuntimeBackend(graph)
-        options = RepositoryOptions(backend.image_size, queries, classes, backend.id2label)
+        info = ModelInfo(backend.id2label, backend.image_size, backend.variant)
+        options = RepositoryOptions(info, queries, classes)
         with atomic_folder(output) as folder:
             write_repository(folder, graph, options, plugin)
     log(f"wrote the Triton model repository {output}: lwdetr (Python backend, CPU) and lwdetr_trt (tensorrt_plan, its "

@@ -24,10 +24,9 @@ PLAN_MODEL = f"{protocol.MODEL_NAME}_trt"
 
 @dataclass
 class RepositoryOptions:
-    image_size: int
+    info: protocol.ModelInfo  # class names, input size, variant: every model's `parameters`
     queries: int
     classes: int
-    id2label: dict[int, str]
     max_batch: int = 8
     max_queue_delay_us: int = 2000
     instances: int = 1
@@ -46,12 +45,17 @@ def _io(kind: str, tensors: list[tuple[str, str, list[int], bool]]) -> str:
     return f"{kind} [\n" + ",\n".join(rows) + "\n]\n"
 
 
+def _parameters(parameters: dict[str, str]) -> str:
+    return "".join(
+        f"parameters {{ key: {_quoted(k)} value: {{ string_value: {_quoted(v)} }} }}\n" for k, v in parameters.items()
+    )
+
+
 def _common(options: RepositoryOptions, device: str) -> str:
-    labels = json.dumps({str(k): v for k, v in sorted(options.id2label.items())})
     return (
         f"dynamic_batching {{ max_queue_delay_microseconds: {options.max_queue_delay_us} }}\n"
         f"instance_group [ {{ count: {options.instances} kind: {device} }} ]\n"
-        f'parameters {{ key: "id2label" value: {{ string_value: {_quoted(labels)} }} }}\n'
+        + _parameters(options.info.parameters())
     )
 
 
@@ -61,16 +65,15 @@ def python_config(options: RepositoryOptions) -> str:
         + _io("input", [(protocol.IMAGE, "TYPE_STRING", [1], False), (protocol.SIZE, "TYPE_INT32", [2], True)])
         + _io("output", [
             (protocol.BOXES, "TYPE_FP32", [-1, 4], False), (protocol.SCORES, "TYPE_FP32", [-1], False),
-            (protocol.LABELS, "TYPE_INT64", [-1], False), (protocol.NAMES, "TYPE_STRING", [-1], False),
-            (protocol.COUNT, "TYPE_INT32", [1], False),
+            (protocol.LABELS, "TYPE_INT64", [-1], False), (protocol.COUNT, "TYPE_INT32", [1], False),
         ])
         + _common(options, "KIND_CPU")
-        + f'parameters {{ key: "conf" value: {{ string_value: "{options.conf}" }} }}\n'
+        + _parameters({"conf": str(options.conf)})
     )
 
 
 def plan_config(options: RepositoryOptions) -> str:
-    size = options.image_size
+    size = options.info.image_size
     return (
         f'name: "{PLAN_MODEL}"\nplatform: "tensorrt_plan"\nmax_batch_size: {options.max_batch}\n'
         + _io("input", [("images", "TYPE_FP32", [3, size, size], False)])
@@ -81,33 +84,44 @@ def plan_config(options: RepositoryOptions) -> str:
 
 
 def readme(options: RepositoryOptions, plugin: Path | None) -> str:
-    size, batch = options.image_size, options.max_batch
-    plugin_name = plugin.name if plugin else "libedge_lwdetr_msda.so"
+    size, batch = options.info.image_size, options.max_batch
+    library = f"$PWD/plugins/{plugin.name}" if plugin else "/path/to/libedge_lwdetr_msda.so"
+    shipped = (f"`plugins/{plugin.name}` is the library of the machine that wrote this repository; a server with another "
+               "GPU or TensorRT needs its own, from `edge-lwdetr plugin build`" if plugin else
+               "build it on the server with `edge-lwdetr plugin build`")  # fmt: skip
     return f"""# LW-DETR Triton model repository
 
 Written by `edge-lwdetr export --format triton`. Two models over the same exported graph (`lwdetr/1/model.onnx`):
 
 | model | where | inputs | outputs |
 |---|---|---|---|
-| `lwdetr` | Python backend, CPU | `image` BYTES [1]: a JPEG/PNG file, or raw BGR pixels with `size` INT32 [2] (height, width) | `boxes` [N, 4] source pixels, `scores`, `labels`, `names`, `count` |
+| `lwdetr` | Python backend, CPU | `image` BYTES [1]: a JPEG/PNG file, or raw BGR pixels with `size` INT32 [2] (height, width) | `boxes` [N, 4] source pixels, `scores`, `labels`, `count` |
 | `lwdetr_trt` | `tensorrt_plan`, GPU | `images` FP32 [B, 3, {size}, {size}] RGB in [0, 1] | `logits` [B, {options.queries}, {options.classes}], `pred_boxes` [B, {options.queries}, 4] (cx, cy, w, h in [0, 1]) |
 
-Both batch dynamically up to {batch}; the class names are the `id2label` parameter of each `config.pbtxt`.
-`edge_lwdetr.serving.Client("triton://HOST:8000/lwdetr")` returns the same results as `edge_lwdetr.Detector`.
+Both batch dynamically up to {batch}; the class names (`id2label`, JSON), the input size and the variant are
+parameters of each `config.pbtxt` (`GET /v2/models/NAME/config`). `edge_lwdetr.serving.Client` (and
+`edge-lwdetr run --model`) with `triton://HOST:8001/lwdetr` (gRPC) or `triton+http://HOST:8000/lwdetr` (HTTP) asks
+the `lwdetr` model and returns the same results as `edge_lwdetr.Detector`.
 
 ## The TensorRT model
 
 `lwdetr_trt/1/model.plan` is built on the GPU server, with the TensorRT it runs (engines are tied to the GPU and
-TensorRT version that build them):
+TensorRT version that build them); its batch profile must reach `max_batch_size` ({batch}):
 
     edge-lwdetr build --onnx lwdetr/1/model.onnx --precision fp16 --batch-profile 1,{batch},{batch} \\
-        --output lwdetr_trt/1/model.plan
+        --plugin {library} --output lwdetr_trt/1/model.plan
 
-The engine's MSDA nodes need the plugin library (`edge-lwdetr plugin build`; here: `plugins/{plugin_name}` where it
-was found). Triton loads it either way:
+The engine's MSDA nodes need the plugin library ({shipped}). It registers its plugin when loaded, so Triton takes it
+either way:
 
-    LD_PRELOAD=$PWD/plugins/{plugin_name} tritonserver --model-repository $PWD
-    tritonserver --model-repository $PWD --backend-config=tensorrt,plugins=$PWD/plugins/{plugin_name}
+    LD_PRELOAD={library} tritonserver --model-repository $PWD
+    tritonserver --model-repository $PWD --backend-config=tensorrt,plugins={library}
+
+(`plugins=` takes several libraries separated by `;`; the TensorRT backend opens them when it starts and only logs
+one it cannot open: the model then fails to load on the engine's unknown plugin, so read the log above that error.)
+
+Serving the TensorRT model alone (no Python environment for `lwdetr`, whose failed load would stop the server):
+add `--model-control-mode=explicit --load-model=lwdetr_trt`.
 
 ## The Python model
 

@@ -91,7 +91,6 @@ def response_tensors(rows: list[list[Detection]]) -> dict[str, np.ndarray]:
         protocol.BOXES: _padded([np.array([d.box for d in r], np.float32).reshape(-1, 4) for r in rows], (4,), np.float32),
         protocol.SCORES: _padded([np.array([d.score for d in r], np.float32) for r in rows], (), np.float32),
         protocol.LABELS: _padded([np.array([d.label for d in r], np.int64) for r in rows], (), np.int64),
-        protocol.NAMES: _padded([np.array([d.name.encode() for d in r], object) for r in rows], (), object),
         protocol.COUNT: np.array([[len(r)] for r in rows], np.int32),
     }
 
@@ -112,6 +111,20 @@ def infer_function(backend: Backend, conf: float) -> Callable[[list], list[dict[
     return infer
 
 
+def model_info(backend: Backend) -> protocol.ModelInfo:
+    return protocol.ModelInfo(backend.id2label, backend.image_size, backend.variant)
+
+
+def _add_parameters(triton, model_name: str, parameters: dict[str, str]) -> None:
+    """Put `parameters` in the bound model's configuration, where clients read the class names. PyTriton (pinned
+    <0.8) has no public option for them; its configuration's backend parameters become the config's `parameters`."""
+    for model in triton._model_manager.models:
+        if model.model_name == model_name:
+            model._get_triton_model_config().backend_parameters.update(parameters)
+            return
+    raise EdgeLwdetrError(f"PyTriton did not bind the model {model_name}; report this with the PyTriton version")
+
+
 def _library_path_for_stub() -> None:
     """Triton's Python-backend stub links libpython3.X.so.1.0 through the system loader; a pyenv or conda Python
     keeps it in its own LIBDIR, which the loader does not search. Put it first for the server we start."""
@@ -125,7 +138,7 @@ def serve(open_one: Callable[[], Backend], options: ServeOptions, log: Callable[
     """Serve until SIGINT/SIGTERM, then let Triton finish the requests in flight and return (exit status 0)."""
     try:
         from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
-        from pytriton.triton import Triton, TritonConfig
+        from pytriton.triton import Triton, TritonConfig, TritonLifecyclePolicy
     except ImportError as error:
         raise EdgeLwdetrError(
             f"edge-lwdetr serve needs nvidia-pytriton ({error}); it pins numpy<2, so install it in its own "
@@ -147,7 +160,9 @@ def serve(open_one: Callable[[], Backend], options: ServeOptions, log: Callable[
         batcher=DynamicBatcher(max_queue_delay_microseconds=options.max_queue_delay_us),
     )
     stop = threading.Event()
-    with stop_sets(stop), Triton(config=config) as triton:
+    # The server starts in run(), after bind(): the model loads with the parameters _add_parameters gives it.
+    later = TritonLifecyclePolicy(launch_triton_on_startup=False)
+    with stop_sets(stop), Triton(config=config, triton_lifecycle_policy=later) as triton:
         triton.bind(
             model_name=options.model_name,
             infer_func=[infer_function(b, options.conf) for b in backends],
@@ -159,12 +174,12 @@ def serve(open_one: Callable[[], Backend], options: ServeOptions, log: Callable[
                 Tensor(name=protocol.BOXES, dtype=np.float32, shape=(-1, 4)),
                 Tensor(name=protocol.SCORES, dtype=np.float32, shape=(-1,)),
                 Tensor(name=protocol.LABELS, dtype=np.int64, shape=(-1,)),
-                Tensor(name=protocol.NAMES, dtype=bytes, shape=(-1,)),
                 Tensor(name=protocol.COUNT, dtype=np.int32, shape=(1,)),
             ],
             config=model_config,
             strict=True,
         )
+        _add_parameters(triton, options.model_name, model_info(backends[0]).parameters())
         triton.run()
         log(
             f"serving {options.model_name} ({backends[0].name}, {options.instances} instance(s), max batch "
