@@ -14,8 +14,14 @@ def top_k(backend: Backend) -> int | None:
     return getattr(backend, "num_select", None)
 
 
+def model_input(backend: Backend, image_bgr: np.ndarray) -> np.ndarray:
+    """One BGR frame as `backend`'s model takes it (one row of a batch). Every path that feeds a model frames calls
+    this one function, so the input a model asks for is decided in one place."""
+    return to_model_input(image_bgr, backend.image_size)
+
+
 def detect(backend: Backend, image_bgr: np.ndarray, conf: float) -> list[Detection]:
     """Detections in one BGR image, in its own pixel coordinates, sorted by score."""
-    batch = to_model_input(image_bgr, backend.image_size)[None]
+    batch = model_input(backend, image_bgr)[None]
     logits, boxes = backend.infer(batch)
     return postprocess(logits[0], boxes[0], image_bgr.shape[:2], backend.id2label, conf, top_k(backend))
