@@ -175,7 +175,7 @@ def test_lanes_take_one_frame_per_source_in_turn():
     for lane in (0, 1):
         for i in range(2):
             assert lanes.put_every(lane, (lane, i), give_up)
-    assert lanes.put_newest(2, (2, 0)) is False and lanes.put_newest(2, (2, 1)) is True  # the stale one dropped
+    assert lanes.put_newest(2, (2, 0)) is None and lanes.put_newest(2, (2, 1)) == (2, 0)  # the stale one dropped
     assert lanes.take(2, 0.0) == [(0, (0, 0)), (1, (1, 0))]
     assert lanes.take(2, 0.0) == [(2, (2, 1)), (0, (0, 1))]  # the source left out last time goes first
     assert lanes.take(2, 0.0) == [(1, (1, 1))]
@@ -186,6 +186,12 @@ def test_lanes_take_one_frame_per_source_in_turn():
 
 
 def test_batch_limit():
+    from edge_lwdetr.backends.tensorrt_backend import batch_range
+    from edge_lwdetr.engine.sidecar import IoTensor
+
+    # An engine tells its batch by its input's shape and optimization profile.
+    assert batch_range(IoTensor("images", True, (-1, 3, 256, 256), (8, 3, 256, 256))) == (None, 8)
+    assert batch_range(IoTensor("images", True, (1, 3, 256, 256), (1, 3, 256, 256))) == (1, 1)
     dynamic = StandInBackend()
     assert batch_limit(dynamic, 1) == 1 and batch_limit(dynamic, 4) == 4
     dynamic.max_batch = 2  # an engine's optimization profile

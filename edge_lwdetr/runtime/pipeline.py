@@ -1,8 +1,9 @@
 """The streaming pipeline: a capture thread per source, the inference loop, and sink threads, joined by bounded queues.
 
-Each capture thread reads its source and prepares each frame for the model (resize, layout, type: `model_input`), so
-the inference loop only gathers ready tensors, at most one per source, into one batch and calls the backend; the
-sink threads turn the outputs into detections, draw them and write them. The CPU work thus overlaps the model's.
+Each capture thread reads its source and hands each frame to a small pool (a thread per CPU core) that prepares it
+for the model (resize, layout, type: `model_input`), so the inference loop only gathers ready tensors, at most one
+per source, into one batch and calls the backend; the sink threads turn the outputs into detections, draw them and
+write them. The CPU work thus overlaps the model's, and one source's decoding overlaps the preparation of its frames.
 
 Live sources keep only their newest prepared frame (a slow model never falls behind a camera: older frames are
 dropped and counted). Files and folders deliver every frame exactly once, in order. A source that ends or fails
@@ -15,10 +16,12 @@ sink and closes them.
 from __future__ import annotations
 
 import math
+import os
 import queue
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -72,7 +75,7 @@ class _Captured:
     index: int
     time_s: float
     frame: np.ndarray
-    tensor: np.ndarray  # the frame as the model takes it
+    prepared: Future  # (the frame as the model takes it, ms it took to prepare)
     timings: dict
 
 
@@ -91,11 +94,10 @@ class _Lanes:
         self.condition = threading.Condition()
         self._first = 0
 
-    def put_newest(self, lane: int, item) -> bool:
-        """Replace what the lane holds by `item`; True if a stale frame was dropped."""
+    def put_newest(self, lane: int, item):
+        """Replace what the lane holds by `item`; returns the stale frame dropped, or None."""
         with self.condition:
-            replaced = bool(self.queues[lane])
-            self.queues[lane].clear()
+            replaced = self.queues[lane].popleft() if self.queues[lane] else None
             self.queues[lane].append(item)
             self.condition.notify_all()
         return replaced
@@ -144,6 +146,12 @@ def batch_limit(backend: Backend, sources: int) -> int:
         return int(static)
     largest = getattr(backend, "max_batch", None) or sources
     return max(1, min(sources, int(largest)))
+
+
+def _prepared(backend: Backend, frame: np.ndarray) -> tuple[np.ndarray, float]:
+    begin = time.perf_counter()
+    tensor = model_input(backend, frame)
+    return tensor, (time.perf_counter() - begin) * 1000
 
 
 def _batch(tensors: list[np.ndarray], backend: Backend) -> np.ndarray:
@@ -212,6 +220,8 @@ def run_streams(
     outputs = [queue.Queue(maxsize=4) for _ in groups]
     inference_done, sink_failed = threading.Event(), threading.Event()
     errors: list[BaseException] = []
+    # The lanes bound the frames in flight: FILE_QUEUE per file, one (and the one being replaced) per live source.
+    preparing = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="prepare")
     started = time.perf_counter()
 
     def capture(lane: int) -> None:
@@ -229,16 +239,18 @@ def run_streams(
                 frame = source.read()
                 if frame is None:
                     break
-                read = time.perf_counter()
-                tensor = model_input(backend, frame)
-                timings = {"capture": (read - begin) * 1000, "preprocess": (time.perf_counter() - read) * 1000}
+                timings = {"capture": (time.perf_counter() - begin) * 1000}
                 # Files are timed by their frame rate (reproducible), live sources by the wall clock.
                 time_s = index / source.fps if not source.live and source.fps else begin - started
-                item = _Captured(getattr(source, "current", source.uri), index, time_s, frame, tensor, timings)
+                prepared = preparing.submit(_prepared, backend, frame)
+                item = _Captured(getattr(source, "current", source.uri), index, time_s, frame, prepared, timings)
                 index += 1
                 counts.read += 1
                 if source.live:
-                    counts.dropped += lanes.put_newest(lane, item)
+                    stale = lanes.put_newest(lane, item)
+                    if stale is not None:
+                        stale.prepared.cancel()  # not prepared yet: never will be
+                        counts.dropped += 1
                 elif not lanes.put_every(lane, item, inference_done):
                     break
         except BaseException as error:  # noqa: BLE001 - raised again by run_streams; the other sources go on
@@ -299,8 +311,12 @@ def run_streams(
                 continue
             if max_frames is not None:
                 taken = taken[: max_frames - summary.inferred]
+            tensors = []
+            for _, item in taken:
+                tensor, item.timings["preprocess"] = item.prepared.result()
+                tensors.append(tensor)
             gathered = time.perf_counter()
-            logits, boxes = backend.infer(_batch([item.tensor for _, item in taken], backend))
+            logits, boxes = backend.infer(_batch(tensors, backend))
             infer_ms = dict(backend.stage_ms)
             times.add({"wait": (gathered - begin) * 1000})
             summary.inferred += len(taken)
@@ -315,6 +331,7 @@ def run_streams(
         errors.insert(0, error)
     finally:
         inference_done.set()
+        preparing.shutdown(cancel_futures=True)
         for g, thread in enumerate(sinkers):
             _put(outputs[g], _END, sink_failed)
             thread.join()
