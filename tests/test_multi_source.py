@@ -227,3 +227,18 @@ def test_hardware_decoding_pipelines_and_selection(tmp_path, monkeypatch):
     assert source.decoder == "software (the nvv4l2decoder pipeline did not open)"
     assert source.read() is not None and source.frame_count == 3
     assert open_source(str(video)).decoder.startswith("software (")
+
+
+def test_python_api_runs_a_list_of_videos_batched(two_files, stand_in):
+    from edge_lwdetr import Detector
+
+    with Detector() as detector:  # the stand-in
+        results = list(detector.predict([str(p) for p in two_files], stream=True))
+        for path, count, channel in [(two_files[0], 9, RED), (two_files[1], 14, GREEN)]:
+            mine = [r for r in results if r.source == str(path)]
+            assert [r.frame for r in mine] == list(range(count))
+            assert [frame_index(r.image, channel) for r in mine] == list(range(count)) and len(mine[0]) == 1
+        first = next(iter(detector.predict([str(p) for p in two_files], stream=True)))  # stopped early: no hang
+        assert first.frame == 0
+        with pytest.raises(EdgeLwdetrError, match="cannot be one of several video sources"):
+            detector.predict([str(two_files[0]), np.zeros((8, 8, 3), np.uint8)])
