@@ -242,3 +242,26 @@ def test_python_api_runs_a_list_of_videos_batched(two_files, stand_in):
         assert first.frame == 0
         with pytest.raises(EdgeLwdetrError, match="cannot be one of several video sources"):
             detector.predict([str(two_files[0]), np.zeros((8, 8, 3), np.uint8)])
+
+
+def test_a_failing_sink_ends_a_run_of_several_sources_with_its_error(tmp_path, two_files):
+    class FailingSink(RecordingSink):
+        def write(self, frame, record):
+            if len(self.records) == 3:
+                raise OSError(28, "No space left on device")
+            super().write(frame, record)
+
+    feeds = [Feed(open_source(str(two_files[0])), [FailingSink()]), Feed(open_source(str(two_files[1])), [RecordingSink()])]
+    result = {}
+
+    def target():
+        try:
+            run_streams(StandInBackend(), feeds, 0.3, threading.Event())
+        except OSError as error:
+            result["error"] = error
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(timeout=120)  # a hang guard, not a timing check: the run ends within a few frames
+    assert not thread.is_alive(), "the run hung after one source's sink failed"
+    assert result["error"].errno == 28

@@ -219,6 +219,7 @@ def run_streams(
     group_of = {k: g for g, members in enumerate(groups) for k in members}
     outputs = [queue.Queue(maxsize=4) for _ in groups]
     inference_done, sink_failed = threading.Event(), threading.Event()
+    sink_ended = [threading.Event() for _ in groups]
     errors: list[BaseException] = []
     # The lanes bound the frames in flight: FILE_QUEUE per file, one (and the one being replaced) per live source.
     preparing = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="prepare")
@@ -296,14 +297,16 @@ def run_streams(
         except BaseException as error:  # noqa: BLE001 - raised again by run_streams
             errors.append(error)
             sink_failed.set()
+        finally:
+            sink_ended[group].set()
 
     captures = [threading.Thread(target=capture, args=(k,), name=f"capture-{k}", daemon=True) for k in range(len(feeds))]
     sinkers = [threading.Thread(target=sink, args=(g,), name=f"sink-{g}", daemon=True) for g in range(len(groups))]
     for thread in captures + sinkers:
         thread.start()
     try:
+        waiting_since = time.perf_counter()
         while (max_frames is None or summary.inferred < max_frames) and not stop.is_set() and not sink_failed.is_set():
-            begin = time.perf_counter()
             taken = lanes.take(limit, _POLL_S)
             if taken is None:
                 break
@@ -315,10 +318,10 @@ def run_streams(
             for _, item in taken:
                 tensor, item.timings["preprocess"] = item.prepared.result()
                 tensors.append(tensor)
-            gathered = time.perf_counter()
+            times.add({"wait": (time.perf_counter() - waiting_since) * 1000})
             logits, boxes = backend.infer(_batch(tensors, backend))
+            waiting_since = time.perf_counter()
             infer_ms = dict(backend.stage_ms)
-            times.add({"wait": (gathered - begin) * 1000})
             summary.inferred += len(taken)
             summary.batches += 1
             routed: list[list] = [[] for _ in groups]
@@ -333,7 +336,7 @@ def run_streams(
         inference_done.set()
         preparing.shutdown(cancel_futures=True)
         for g, thread in enumerate(sinkers):
-            _put(outputs[g], _END, sink_failed)
+            _put(outputs[g], _END, sink_ended[g])  # a sink that failed takes no more; the others drain, then end
             thread.join()
         every_sink = {id(s): s for s in [s for feed in feeds for s in feed.sinks] + (tiled or [])}  # shared ones once
         for s in every_sink.values():
