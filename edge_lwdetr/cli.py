@@ -262,6 +262,11 @@ def _predict_image(args: argparse.Namespace, source: str) -> None:
             print(f"wrote {args.save_json}")
 
 
+def _label(option: str, source: int, several: bool) -> str:
+    """How a recording is named in messages (and keyed in the targets): per source when there are several."""
+    return f"{option} (source {source})" if several else option
+
+
 def _stream_targets(args: argparse.Namespace, count: int) -> dict[str, Path | None]:
     """The recordings of a run (label -> path): one video and one JSONL per source when there are several (the video
     is one tiled view with --tile)."""
@@ -272,8 +277,8 @@ def _stream_targets(args: argparse.Namespace, count: int) -> dict[str, Path | No
     targets = {"--save": args.save} if args.tile else {}
     for k in range(count):
         if not args.tile:
-            targets[f"--save (source {k})"] = per_source_path(args.save, k) if args.save else None
-        targets[f"--save-json (source {k})"] = per_source_path(args.save_json, k) if args.save_json else None
+            targets[_label("--save", k, True)] = per_source_path(args.save, k) if args.save else None
+        targets[_label("--save-json", k, True)] = per_source_path(args.save_json, k) if args.save_json else None
     return targets
 
 
@@ -347,11 +352,11 @@ def _stream(args: argparse.Namespace, stop, uris: list[str], targets: dict):
     feeds, tiled = [Feed(source, []) for source in sources], []
     try:
         for k, feed in enumerate(feeds):
-            video, jsonl = (f" (source {k})", f" (source {k})") if several else ("", "")
-            if targets.get(f"--save{video}") and not (several and args.tile):
-                feed.sinks.append(VideoSink(targets[f"--save{video}"], feed.source.fps, log))
-            if targets.get(f"--save-json{jsonl}"):
-                feed.sinks.append(JsonlSink(targets[f"--save-json{jsonl}"]))
+            video, jsonl = targets.get(_label("--save", k, several)), targets.get(_label("--save-json", k, several))
+            if video:  # absent with --tile: the tiled view is the video
+                feed.sinks.append(VideoSink(video, feed.source.fps, log))
+            if jsonl:
+                feed.sinks.append(JsonlSink(jsonl))
         if several and args.tile and args.save:
             tiled.append(VideoSink(args.save, max(source.fps for source in sources), log))
         if args.show:

@@ -77,6 +77,11 @@ def test_two_files_every_frame_once_in_order_in_its_own_outputs(tmp_path, two_fi
     assert "23 read, 23 inferred, 23 written" in printed
     assert max(stand_in.calls) <= 2 and sum(stand_in.calls) == 23  # batched across sources, one frame of each
 
+    assert main(argv) == 2  # each source's recording is kept like a single one
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--save (source 0)" in err[0] and "out.0.mp4" in err[0] and "--exist-ok" in err[0]
+    assert main(argv + ["--exist-ok"]) == 0
+
 
 def test_tiled_view_is_one_video_and_one_frame_per_batch(tmp_path, two_files, stand_in, capsys):
     out = tmp_path / "tiled.mp4"
