@@ -198,7 +198,7 @@ def test_batch_limit():
     assert batch_range(IoTensor("images", True, (-1, 3, 256, 256), (8, 3, 256, 256))) == (None, 8)
     assert batch_range(IoTensor("images", True, (1, 3, 256, 256), (1, 3, 256, 256))) == (1, 1)
     dynamic = StandInBackend()
-    assert batch_limit(dynamic, 1) == 1 and batch_limit(dynamic, 4) == 4
+    assert batch_limit(dynamic, 1) == 1 and batch_limit(dynamic, 4) == 4 and batch_limit(dynamic, 20) == 8
     dynamic.max_batch = 2  # an engine's optimization profile
     assert batch_limit(dynamic, 4) == 2
     assert batch_limit(StandInBackend(batch=1), 4) == 1 and batch_limit(StandInBackend(batch=4), 2) == 4

@@ -37,6 +37,7 @@ from edge_lwdetr.video import letterbox
 _END = object()
 _POLL_S = 0.05  # how often a waiting thread looks at the stop events
 FILE_QUEUE = 4  # prepared frames a file source may hold ready (live sources: 1, the newest)
+DYNAMIC_BATCH_CAP = 8  # frames per call for a dynamic-batch model that declares no largest batch (ONNX, PyTorch)
 TILE_WIDTH = 1920  # the tiled view (--tile): this wide, in 16:9 cells (1920 x 1080 for 2 to 4 sources)
 
 
@@ -140,11 +141,11 @@ class _Lanes:
 
 def batch_limit(backend: Backend, sources: int) -> int:
     """Frames per model call: a static-batch model's batch; for a dynamic batch, one per source up to the model's
-    largest batch (an engine's optimization profile)."""
+    largest batch (an engine's optimization profile), else up to DYNAMIC_BATCH_CAP."""
     static = getattr(backend, "batch", None)
     if static:
         return int(static)
-    largest = getattr(backend, "max_batch", None) or sources
+    largest = getattr(backend, "max_batch", None) or DYNAMIC_BATCH_CAP
     return max(1, min(sources, int(largest)))
 
 

@@ -106,7 +106,11 @@ class Source:
             pipeline, why_not = hardware_pipeline(fourcc_text(self.capture.get(cv2.CAP_PROP_FOURCC)))
             if pipeline is not None:
                 open_hardware = lambda: cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER)  # noqa: E731
-                capture = open_interruptibly(open_hardware, self.stop)
+                try:
+                    capture = open_interruptibly(open_hardware, self.stop)
+                except Interrupted:
+                    self.capture.release()  # no Source is returned to close it
+                    raise
                 if capture.isOpened():
                     self.capture.release()
                     self.capture, self._open = capture, open_hardware
