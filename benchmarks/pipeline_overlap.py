@@ -37,17 +37,20 @@ class SleepBackend:
     the batch, and reports three confident boxes per frame (so drawing costs what it costs with detections)."""
 
     name, variant, device = "stand-in (sleep)", "none", "none"
-    id2label = {0: "thing", 1: "other"}
 
     def __init__(self, infer_ms: float, image_size: int):
         self.infer_s, self.image_size, self.stage_ms = infer_ms / 1000, image_size, {}
+        self.id2label = {0: "thing", 1: "other"}
 
     def infer(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         begin = time.perf_counter()
         time.sleep(self.infer_s)
         logits = np.full((len(images), 30, 2), -9.0, np.float32)
         logits[:, :3, 0] = 4.0
-        boxes = np.tile(np.float32([[0.3, 0.3, 0.2, 0.2], [0.6, 0.5, 0.3, 0.2], [0.5, 0.8, 0.1, 0.1]] + [[0.5] * 4] * 27), (len(images), 1, 1))
+        boxes = np.tile(
+            np.float32([[0.3, 0.3, 0.2, 0.2], [0.6, 0.5, 0.3, 0.2], [0.5, 0.8, 0.1, 0.1]] + [[0.5] * 4] * 27),
+            (len(images), 1, 1),
+        )
         self.stage_ms = {"infer": (time.perf_counter() - begin) * 1000}
         return logits, boxes
 
@@ -81,7 +84,10 @@ def generate(path: Path, size: tuple[int, int], frames: int, fps: int = 30) -> P
 def measure(video: Path, sources: int, save: Path | None, infer_ms: float, imgsz: int) -> dict:
     backend = SleepBackend(infer_ms, imgsz)
     opened = [open_source(str(video), log=lambda message: None) for _ in range(sources)]
-    sinks = [[VideoSink(save.with_name(f"{save.stem}.{k}.mp4"), 30, log=lambda m: None)] if save else [] for k in range(sources)]
+    sinks = [
+        [VideoSink(save.with_name(f"{save.stem}.{k}.mp4"), 30, log=lambda m: None)] if save else []
+        for k in range(sources)
+    ]
     stop, cpu = threading.Event(), time.process_time()
     if sources == 1:
         summary = pipeline.run_stream(backend, opened[0], sinks[0], 0.3, stop)
@@ -113,7 +119,9 @@ def main() -> None:
     parser.add_argument("--no-save", action="store_true", help="skip the runs that encode the annotated videos")
     args = parser.parse_args()
 
-    print(f"stand-in model: {args.infer_ms:g} ms per call (a sleep), input {args.imgsz} px; {args.frames} frames per source")
+    print(
+        f"stand-in model: {args.infer_ms:g} ms per call (a sleep), input {args.imgsz} px; {args.frames} frames per source"
+    )
     print(f"{os.cpu_count()} CPU cores; load average {os.getloadavg()[0]:.1f} at the start")
     print(f"{'video':<6} {'sources':>7} {'save':>5} {'FPS':>7} {'ideal':>6} {'ratio':>6} {'busy':>5} {'CPU ms/frame':>12} "
           f"{'CPU-bound FPS':>13}   stage p50 ms")  # fmt: skip

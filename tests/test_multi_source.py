@@ -8,6 +8,8 @@ import threading
 import cv2
 import numpy as np
 import pytest
+from media import decode_all, frame_index, read_frames, write_indexed_video
+from stand_ins import StandInBackend
 
 import edge_lwdetr.backends
 from edge_lwdetr.cli import main
@@ -16,8 +18,6 @@ from edge_lwdetr.runtime import gstreamer
 from edge_lwdetr.runtime.pipeline import Feed, _Lanes, batch_limit, run_streams
 from edge_lwdetr.runtime.source_list import expand_sources, read_streams_file
 from edge_lwdetr.runtime.sources import Source, open_source
-from media import decode_all, frame_index, read_frames, write_indexed_video
-from stand_ins import StandInBackend
 
 RED, GREEN = 2, 1  # the channel that carries each source's frame index
 
@@ -123,7 +123,17 @@ def test_a_live_source_that_dies_does_not_stop_a_file(tmp_path, two_files):
 
 def test_vid_stride_counts_for_files_and_live_sources(tmp_path, two_files, stand_in, capsys):
     video, jsonl_path = tmp_path / "s.mp4", tmp_path / "s.jsonl"
-    argv = ["run", "--source", str(two_files[1]), "--vid-stride", "3", "--save", str(video), "--save-json", str(jsonl_path)]
+    argv = [
+        "run",
+        "--source",
+        str(two_files[1]),
+        "--vid-stride",
+        "3",
+        "--save",
+        str(video),
+        "--save-json",
+        str(jsonl_path),
+    ]
     assert main(argv) == 0
     assert "14 read, 5 inferred, 5 written, 9 passed over (--vid-stride 3)" in capsys.readouterr().out
     assert [line["frame"] for line in jsonl(jsonl_path)] == [0, 3, 6, 9, 12]
@@ -143,7 +153,9 @@ def test_vid_stride_counts_for_files_and_live_sources(tmp_path, two_files, stand
             pass
 
     sink = RecordingSink()
-    summary = run_streams(StandInBackend(delay_s=0.005), [Feed(LiveStandIn(), [sink])], 0.3, threading.Event(), vid_stride=3)
+    summary = run_streams(
+        StandInBackend(delay_s=0.005), [Feed(LiveStandIn(), [sink])], 0.3, threading.Event(), vid_stride=3
+    )
     assert (summary.read, summary.strided) == (20, 13)
     assert summary.inferred + summary.dropped == 7 and summary.written == len(sink.records) == summary.inferred
     assert all(r["frame"] % 3 == 0 for r in sink.records)  # at most every 3rd frame
@@ -212,10 +224,17 @@ def test_hardware_decoding_pipelines_and_selection(tmp_path, monkeypatch):
     )
     assert what == "h264, .mp4"
     pipeline, _ = gstreamer.decode_pipeline("rtsp://10.0.0.2/stream", "hevc")
-    assert pipeline.startswith('rtspsrc location="rtsp://10.0.0.2/stream" latency=200 ! rtph265depay ! h265parse ! nvv4l2decoder')
+    assert pipeline.startswith(
+        'rtspsrc location="rtsp://10.0.0.2/stream" latency=200 ! rtph265depay ! h265parse ! nvv4l2decoder'
+    )
     assert pipeline.endswith("appsink drop=true max-buffers=1 sync=false")  # live: the newest frame only
-    assert gstreamer.decode_pipeline("a.mkv", "hvc1")[0].startswith('filesrc location="a.mkv" ! matroskademux ! h265parse')
-    assert gstreamer.decode_pipeline("a.avi", "mjpg") == (None, "codec 'mjpg' is not one nvv4l2decoder is used for here (H.264, H.265)")
+    assert gstreamer.decode_pipeline("a.mkv", "hvc1")[0].startswith(
+        'filesrc location="a.mkv" ! matroskademux ! h265parse'
+    )
+    assert gstreamer.decode_pipeline("a.avi", "mjpg") == (
+        None,
+        "codec 'mjpg' is not one nvv4l2decoder is used for here (H.264, H.265)",
+    )
     assert "container .flv" in gstreamer.decode_pipeline("a.flv", "h264")[1]
     assert gstreamer.fourcc_text(cv2.VideoWriter_fourcc(*"avc1")) == "avc1"
 
@@ -256,7 +275,10 @@ def test_a_failing_sink_ends_a_run_of_several_sources_with_its_error(tmp_path, t
                 raise OSError(28, "No space left on device")
             super().write(frame, record)
 
-    feeds = [Feed(open_source(str(two_files[0])), [FailingSink()]), Feed(open_source(str(two_files[1])), [RecordingSink()])]
+    feeds = [
+        Feed(open_source(str(two_files[0])), [FailingSink()]),
+        Feed(open_source(str(two_files[1])), [RecordingSink()]),
+    ]
     result = {}
 
     def target():

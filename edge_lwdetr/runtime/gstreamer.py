@@ -9,8 +9,8 @@ from __future__ import annotations
 import functools
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import cv2
 
@@ -19,7 +19,15 @@ HARDWARE_DECODER = "nvv4l2decoder"
 # (file) and RTP depayloaders (RTSP).
 DEMUXERS = {".mp4": "qtdemux", ".mov": "qtdemux", ".m4v": "qtdemux", ".mkv": "matroskademux", ".webm": "matroskademux",
             ".avi": "avidemux", ".ts": "tsdemux"}  # fmt: skip
-CODECS = {"avc1": "h264", "h264": "h264", "x264": "h264", "hev1": "h265", "hvc1": "h265", "hevc": "h265", "h265": "h265"}
+CODECS = {
+    "avc1": "h264",
+    "h264": "h264",
+    "x264": "h264",
+    "hev1": "h265",
+    "hvc1": "h265",
+    "hevc": "h265",
+    "h265": "h265",
+}
 # Decoded NV12 in device memory -> BGR in host memory, as OpenCV's appsink takes it.
 _TO_BGR = "nvvidconv ! video/x-raw, format=BGRx ! videoconvert ! video/x-raw, format=BGR"
 
@@ -45,7 +53,7 @@ def element_available(name: str) -> bool:
         pass
     if shutil.which("gst-inspect-1.0") is None:
         return False
-    return subprocess.run(["gst-inspect-1.0", name], capture_output=True).returncode == 0
+    return subprocess.run(["gst-inspect-1.0", name], capture_output=True, check=False).returncode == 0
 
 
 def csi_pipeline(sensor: int, width: int = 1280, height: int = 720, fps: int = 30) -> str:
@@ -96,7 +104,7 @@ def hardware_h264_encoder(path: Path, fps: float) -> str | None:
     (no GStreamer, or no encoder: Orin Nano)."""
     if not opencv_has_gstreamer() or not element_available("nvv4l2h264enc"):
         return None
-    rate = int(round(fps))
+    rate = round(fps)
     return (
         f"appsrc ! video/x-raw, format=BGR, framerate={rate}/1 ! videoconvert ! video/x-raw, format=BGRx ! "
         f"nvvidconv ! nvv4l2h264enc iframeinterval={rate} idrinterval={rate} insert-sps-pps=true ! h264parse ! "

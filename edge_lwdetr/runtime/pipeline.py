@@ -301,7 +301,9 @@ def run_streams(
         finally:
             sink_ended[group].set()
 
-    captures = [threading.Thread(target=capture, args=(k,), name=f"capture-{k}", daemon=True) for k in range(len(feeds))]
+    captures = [
+        threading.Thread(target=capture, args=(k,), name=f"capture-{k}", daemon=True) for k in range(len(feeds))
+    ]
     sinkers = [threading.Thread(target=sink, args=(g,), name=f"sink-{g}", daemon=True) for g in range(len(groups))]
     for thread in captures + sinkers:
         thread.start()

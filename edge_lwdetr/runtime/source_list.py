@@ -24,7 +24,9 @@ def read_streams_file(path: Path) -> list[str]:
         if not entry or entry.startswith("#"):
             continue
         if entry.endswith(STREAMS_SUFFIX):
-            raise EdgeLwdetrError(f"{path} line {number}: {entry} is another {STREAMS_SUFFIX} file; list its sources here instead")
+            raise EdgeLwdetrError(
+                f"{path} line {number}: {entry} is another {STREAMS_SUFFIX} file; list its sources here instead"
+            )
         if any(c.isspace() or not c.isprintable() for c in entry):
             raise EdgeLwdetrError(
                 f"{path} line {number}: {entry!r} holds a space or a control character; write one URI per line "
@@ -32,7 +34,9 @@ def read_streams_file(path: Path) -> list[str]:
             )
         uris.append(entry)
     if not uris:
-        raise EdgeLwdetrError(f"{path} lists no source: write one URI per line (blank lines and # comments are ignored)")
+        raise EdgeLwdetrError(
+            f"{path} lists no source: write one URI per line (blank lines and # comments are ignored)"
+        )
     return uris
 
 
