@@ -7,10 +7,14 @@
     result.xyxy, result.scores, result.labels           # NumPy arrays, source pixels
     for result in detector.predict("video.mp4", stream=True):   # one Result per frame, as they come
         cv2.imwrite(f"{result.frame}.jpg", result.plot())
+    for result in detector.predict(["cam0.mp4", "rtsp://..."], stream=True):   # several sources, batched
+        print(result.source, result.frame)
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +25,7 @@ from edge_lwdetr.bundled import BUNDLED_MODEL
 from edge_lwdetr.defaults import DEFAULT_CONF
 from edge_lwdetr.errors import EdgeLwdetrError
 from edge_lwdetr.predict import detect
-from edge_lwdetr.processing import IMAGE_SUFFIXES
+from edge_lwdetr.processing import IMAGE_SUFFIXES, Detection
 from edge_lwdetr.results import Result
 
 
@@ -79,6 +83,38 @@ def frames_of(source) -> Iterator[tuple[str, int, np.ndarray]]:
         raise EdgeLwdetrError(f"cannot read {type(source).__name__} as a source: pass a path, a URI or a BGR array")
 
 
+def _is_stream(item) -> bool:
+    """A source of frames (video, folder, camera, stream), not an image or an array."""
+    return isinstance(item, (str, Path)) and not is_image_file(item)
+
+
+def _hand(handed: queue.Queue, item, stop: threading.Event) -> None:
+    """Put `item` for the caller, waiting for room until it stops listening."""
+    while True:
+        try:
+            handed.put(item, timeout=0.05)
+            return
+        except queue.Full:
+            if stop.is_set():
+                return
+
+
+class _HandOver:
+    """A pipeline sink that hands each frame's Result to the caller of predict()."""
+
+    wants_image = False
+
+    def __init__(self, handed: queue.Queue, stop: threading.Event, names: dict[int, str]):
+        self.handed, self.stop, self.names = handed, stop, names
+
+    def write(self, frame: np.ndarray, record: dict) -> None:
+        detections = [Detection(**d) for d in record["detections"]]
+        _hand(self.handed, Result.from_detections(detections, self.names, record["source"], record["frame"], frame), self.stop)
+
+    def close(self) -> None:
+        pass
+
+
 class Detector:
     """LW-DETR on any backend: an engine (TensorRT), an ONNX export (ONNX Runtime), weights (PyTorch), or a served
     model (triton://HOST:8001/MODEL over gRPC, triton+http://HOST:8000/MODEL over HTTP: `edge-lwdetr serve`).
@@ -118,13 +154,60 @@ class Detector:
 
     def predict(self, source, stream: bool = False, conf: float | None = None) -> list[Result] | Iterator[Result]:
         """Results for an image file, a BGR array, a list of them, or every frame of a video, folder, camera or
-        stream. stream=True yields them one by one as frames arrive (constant memory); otherwise a list."""
-        results = self._results(source, self.conf if conf is None else conf)
+        stream. A list that holds videos, folders, cameras or streams runs them as the sources of one run, their
+        frames batched in one model call (`edge-lwdetr run --source A --source B`); its results come interleaved as
+        frames are done, each naming its `source`. stream=True yields them one by one as frames arrive (constant
+        memory); otherwise a list."""
+        conf = self.conf if conf is None else conf
+        several = isinstance(source, (list, tuple)) and any(_is_stream(item) for item in source)
+        results = self._batched_results(list(source), conf) if several else self._results(source, conf)
         return results if stream else list(results)
 
     def _results(self, source, conf: float) -> Iterator[Result]:
         for name, index, image in frames_of(source):
             yield Result.from_detections(detect(self.backend, image, conf), self.names, name, index, image)
+
+    def _batched_results(self, sources: list, conf: float) -> Iterator[Result]:
+        """The frames of several sources through the streaming pipeline (run in a thread), as they are done."""
+        from edge_lwdetr.runtime.pipeline import Feed, run_streams
+        from edge_lwdetr.runtime.sources import open_source
+
+        for item in sources:
+            if not _is_stream(item):
+                raise EdgeLwdetrError(
+                    f"{item if isinstance(item, (str, Path)) else type(item).__name__} cannot be one of several video "
+                    "sources: pass images (or arrays) in a list of their own, or put them in a folder"
+                )
+        done, stop, handed = object(), threading.Event(), queue.Queue(maxsize=8)
+        opened = []
+        try:
+            for item in sources:
+                opened.append(open_source(str(item), log=lambda message: None, stop=stop))
+        except BaseException:
+            for source in opened:
+                source.close()
+            raise
+        sink = _HandOver(handed, stop, self.names)
+        outcome: list = []
+
+        def run() -> None:
+            try:
+                run_streams(self.backend, [Feed(source, [sink]) for source in opened], conf, stop)
+            except BaseException as error:  # noqa: BLE001 - raised again in the caller's thread
+                outcome.append(error)
+            finally:
+                _hand(handed, done, stop)
+
+        thread = threading.Thread(target=run, name="predict-sources", daemon=True)
+        thread.start()
+        try:
+            while (result := handed.get()) is not done:
+                yield result
+        finally:
+            stop.set()  # the caller stopped early (or the run ended): end the run, let its sinks drain
+            thread.join()
+        if outcome:
+            raise outcome[0]
 
     def export(
         self,

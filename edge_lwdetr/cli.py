@@ -181,16 +181,22 @@ def _add_run(subparsers) -> None:
     )
     _add_model_arguments(p, "TensorRT engine, ONNX export, a served model (triton://HOST:8001/MODEL: gRPC; "
                          "triton+http://HOST:8000/MODEL: HTTP), or weights (PyTorch)")  # fmt: skip
-    p.add_argument("--source", required=True, help="an image, an image folder, a video file, 0, /dev/video0, csi://0, "
-                   "rtsp://...")  # fmt: skip
+    p.add_argument("--source", required=True, action="append", help="an image, an image folder, a video file, 0, "
+                   "/dev/video0, csi://0, rtsp://..., or a .streams file listing sources; repeat it to run several "
+                   "sources batched together")  # fmt: skip
     p.add_argument("--save", type=Path, help="the annotated image (image source) or video (.mp4: H.264, fragmented; "
-                   ".avi: MJPEG)")  # fmt: skip
-    p.add_argument("--save-json", type=Path, help="the detections: JSON (image source), else one JSON line per frame")
+                   ".avi: MJPEG); several sources: one video each (out.0.mp4, out.1.mp4, ...) or, with --tile, one")  # fmt: skip
+    p.add_argument("--save-json", type=Path, help="the detections: JSON (image source), else one JSON line per frame "
+                   "(several sources: one file each, out.0.jsonl, ...)")  # fmt: skip
     p.add_argument("--exist-ok", action="store_true", help=f"video/JSONL recordings: {EXIST_OK_HELP}")
-    p.add_argument("--show", action="store_true", help="show the annotated video in a window (q or Esc stops)")
+    p.add_argument("--show", action="store_true", help="show the annotated video in a window (q or Esc stops; "
+                   "several sources: tiled in one window)")  # fmt: skip
+    p.add_argument("--tile", action="store_true", help="several sources: --save writes one video of them side by side")
+    p.add_argument("--vid-stride", type=at_least(1), default=1,
+                   help="take every Nth frame of each source (live sources: at most every Nth) (1)")  # fmt: skip
     p.add_argument("--conf", type=in_unit_interval, default=DEFAULT_CONF,
                    help=f"keep detections scoring above this, in [0, 1] ({DEFAULT_CONF})")  # fmt: skip
-    p.add_argument("--max-frames", type=at_least(1), help="stop after this many processed frames")
+    p.add_argument("--max-frames", type=at_least(1), help="stop after this many processed frames (all sources together)")
     p.add_argument("--stream-timeout", type=positive, default=5.0, help="rtsp/http: open and read timeout in s (5)")
     p.add_argument("--cuda-graph", action="store_true", help="TensorRT: replay each inference as a CUDA graph")
     p.set_defaults(run=run_run)
@@ -198,14 +204,22 @@ def _add_run(subparsers) -> None:
 
 def run_run(args: argparse.Namespace) -> None:
     from edge_lwdetr.api import is_image_file
+    from edge_lwdetr.runtime.source_list import expand_sources
 
-    if is_image_file(args.source):
-        _predict_image(args)
-    else:
-        _run_stream(args)
+    sources = expand_sources(args.source)
+    if len(sources) == 1 and is_image_file(sources[0]):
+        _predict_image(args, sources[0])
+        return
+    for source in sources:
+        if is_image_file(source):
+            raise EdgeLwdetrError(
+                f"--source {source} is an image, which cannot be one of several sources; put the images in a folder "
+                "and pass the folder"
+            )
+    _run_stream(args, sources)
 
 
-def _predict_image(args: argparse.Namespace) -> None:
+def _predict_image(args: argparse.Namespace, source: str) -> None:
     """One image: its detections printed, the annotated image and a JSON file written on request."""
     import cv2
 
@@ -214,17 +228,17 @@ def _predict_image(args: argparse.Namespace) -> None:
 
     if args.save and not cv2.haveImageWriter(str(args.save)):
         raise EdgeLwdetrError(f"--save {args.save}: OpenCV writes no image format '{args.save.suffix}'; use .jpg or .png")
-    with _outputs([args.source, args.model, args.plugin], {"--save": args.save, "--save-json": args.save_json}):
+    with _outputs([source, args.model, args.plugin], {"--save": args.save, "--save-json": args.save_json}):
         options = dict(plugin=args.plugin, device=args.device, variant=args.variant, ema=args.ema)
         with Detector(args.model, args.backend, args.imgsz, args.conf, **options) as detector:
             start = time.perf_counter()
-            result = detector.predict(args.source)[0]
+            result = detector.predict(source)[0]
             elapsed_ms = (time.perf_counter() - start) * 1000
             backend = detector.backend
         for det in result.detections():
             print(f"  {det.name:<16} {det.score:.3f}  [{', '.join(f'{v:.1f}' for v in det.box)}]")
         print(
-            f"{args.source}: {len(result)} detections above {args.conf} (LW-DETR-{backend.variant}, "
+            f"{source}: {len(result)} detections above {args.conf} (LW-DETR-{backend.variant}, "
             f"{backend.image_size} px, {backend.name} on {getattr(backend, 'device', 'cpu')}, {elapsed_ms:.1f} ms)"
         )
         if args.save:
@@ -237,7 +251,27 @@ def _predict_image(args: argparse.Namespace) -> None:
             print(f"wrote {args.save_json}")
 
 
-def _run_stream(args: argparse.Namespace) -> None:
+def _label(option: str, source: int, several: bool) -> str:
+    """How a recording is named in messages (and keyed in the targets): per source when there are several."""
+    return f"{option} (source {source})" if several else option
+
+
+def _stream_targets(args: argparse.Namespace, count: int) -> dict[str, Path | None]:
+    """The recordings of a run (label -> path): one video and one JSONL per source when there are several (the video
+    is one tiled view with --tile)."""
+    from edge_lwdetr.runtime.source_list import per_source_path
+
+    if count == 1:
+        return {"--save": args.save, "--save-json": args.save_json}
+    targets = {"--save": args.save} if args.tile else {}
+    for k in range(count):
+        if not args.tile:
+            targets[_label("--save", k, True)] = per_source_path(args.save, k) if args.save else None
+        targets[_label("--save-json", k, True)] = per_source_path(args.save_json, k) if args.save_json else None
+    return targets
+
+
+def _run_stream(args: argparse.Namespace, sources: list[str]) -> None:
     import threading
 
     from edge_lwdetr.runtime.sinks import window_support
@@ -249,13 +283,14 @@ def _run_stream(args: argparse.Namespace) -> None:
         raise EdgeLwdetrError(f"--show: {window_support()}")
     if args.save and args.save.suffix.lower() not in SUFFIXES:
         raise EdgeLwdetrError(f"--save {args.save}: write the video as .mp4 (H.264) or .avi (Motion JPEG)")
-    recordings = {"--save": "a recording", "--save-json": "a recording"}
-    targets = {"--save": args.save, "--save-json": args.save_json}
-    with _outputs([args.source, args.model, args.plugin], targets, exist_ok=args.exist_ok, keep=recordings):
+    targets = _stream_targets(args, len(sources))
+    recordings = {label: "a recording" for label in targets}
+    inputs = [*sources, *args.source, args.model, args.plugin]
+    with _outputs(inputs, targets, exist_ok=args.exist_ok, keep=recordings):
         stop = threading.Event()
         with stop_sets(stop) as caught:
             try:
-                summary = _stream(args, stop)
+                summary = _stream(args, stop, sources, targets)
             except Interrupted:
                 summary = None
         if caught:
@@ -264,73 +299,118 @@ def _run_stream(args: argparse.Namespace) -> None:
             raise Stopped(caught[0])
 
 
-def _stream(args: argparse.Namespace, stop):
+def _open_sources(sources: list[str], args: argparse.Namespace, stop, log) -> list:
+    """Every source opened, or none: one that fails to open closes those opened before it."""
+    from edge_lwdetr.runtime.sources import open_source
+
+    opened = []
+    try:
+        for uri in sources:
+            opened.append(open_source(uri, log=log, stop=stop, stream_timeout_s=args.stream_timeout))
+    except BaseException:
+        for source in opened:
+            source.close()
+        raise
+    return opened
+
+
+def _stream(args: argparse.Namespace, stop, uris: list[str], targets: dict):
+    import math
+
     from edge_lwdetr.backends import open_backend
-    from edge_lwdetr.runtime.pipeline import run_stream
+    from edge_lwdetr.runtime.pipeline import Feed, run_streams
     from edge_lwdetr.runtime.sinks import JsonlSink, ProgressSink, VideoSink, WindowSink
-    from edge_lwdetr.runtime.sources import Interrupted, open_source
+    from edge_lwdetr.runtime.sources import Interrupted
 
     log = lambda message: print(message, file=sys.stderr)  # noqa: E731 - stdout carries the results
-    source = open_source(args.source, log=log, stop=stop, stream_timeout_s=args.stream_timeout)
+    sources = _open_sources(uris, args, stop, log)
     try:
         backend = open_backend(
             args.model, args.backend, args.imgsz, args.plugin, args.cuda_graph, args.device, args.variant, args.ema,
             served=True,
         )
     except BaseException:
-        source.close()
+        for source in sources:
+            source.close()
         raise
     if stop.is_set():
-        source.close()
+        for source in sources:
+            source.close()
         backend.close()
         raise Interrupted
-    sinks = []
+    several = len(sources) > 1
+    feeds, tiled = [Feed(source, []) for source in sources], []
     try:
-        if args.save:
-            sinks.append(VideoSink(args.save, source.fps, log))
-        if args.save_json:
-            sinks.append(JsonlSink(args.save_json))
+        for k, feed in enumerate(feeds):
+            video, jsonl = targets.get(_label("--save", k, several)), targets.get(_label("--save-json", k, several))
+            if video:  # absent with --tile: the tiled view is the video
+                feed.sinks.append(VideoSink(video, feed.source.fps, log))
+            if jsonl:
+                feed.sinks.append(JsonlSink(jsonl))
+        if several and args.tile and args.save:
+            tiled.append(VideoSink(args.save, max(source.fps for source in sources), log))
         if args.show:
-            sinks.append(WindowSink(f"edge-lwdetr: {args.source}", stop))
-        if not source.live:
-            sinks.append(ProgressSink(source.frame_count, Path(args.source).name))
-        print(
-            f"LW-DETR-{backend.variant} on {backend.name} ({getattr(backend, 'device', 'cpu')}), "
-            f"{backend.image_size} px, source {args.source}{' (live)' if source.live else ''}"
-        )
-        summary = run_stream(backend, source, sinks, args.conf, stop, args.max_frames)
+            window = WindowSink(f"edge-lwdetr: {', '.join(uris)}", stop)
+            (tiled if several else feeds[0].sinks).append(window)
+        if not any(source.live for source in sources):
+            total = sum(math.ceil(source.frame_count / args.vid_stride) for source in sources)
+            progress = ProgressSink(total, Path(uris[0]).name if not several else f"{len(uris)} sources")
+            for feed in feeds:
+                feed.sinks.append(progress)
+        for source in sources:
+            print(
+                f"LW-DETR-{backend.variant} on {backend.name} ({getattr(backend, 'device', 'cpu')}), "
+                f"{backend.image_size} px, source {source.uri}{' (live)' if source.live else ''}"
+            )
+        summary = run_streams(backend, feeds, args.conf, stop, args.max_frames, args.vid_stride, tiled)
     except BaseException:
-        for s in sinks:
+        for s in {id(s): s for s in [s for feed in feeds for s in feed.sinks] + tiled}.values():
             with contextlib.suppress(Exception):
                 s.close()
-        source.close()
+        for source in sources:
+            source.close()
         raise
     finally:
         backend.close()
-    _report_run(args, summary, source, sinks, stop, log)
+    _report_run(args, summary, sources, [s for feed in feeds for s in feed.sinks] + tiled, stop, log)
     return summary
 
 
-def _report_run(args, summary, source, sinks, stop, log) -> None:
+def _counts(summary, live: bool, vid_stride: int) -> str:
     counts = f"{summary.read} read, {summary.inferred} inferred, {summary.written} written"
-    if source.live:
+    if live:
         counts += f", {summary.dropped} dropped (live source: stale frames give way to newer ones)"
+    if summary.strided:
+        counts += f", {summary.strided} passed over (--vid-stride {vid_stride})"
     if summary.skipped:
         counts += f", {summary.skipped} unreadable files skipped"
-    print(f"{counts}; {summary.seconds:.1f} s, {summary.fps:.1f} FPS end to end")
+    return counts
+
+
+def _report_run(args, summary, sources, sinks, stop, log) -> None:
+    several = len(sources) > 1
+    batches = f", {summary.batches} batches of {summary.inferred / max(summary.batches, 1):.2f} frames" if several else ""
+    print(f"{_counts(summary, any(s.live for s in sources), args.vid_stride)}; {summary.seconds:.1f} s, "
+          f"{summary.fps:.1f} FPS end to end{batches}")  # fmt: skip
+    for k, (source, counts) in enumerate(zip(sources, summary.sources)):
+        name = f"  source {k} {source.uri}: {_counts(counts, source.live, args.vid_stride)}; " if several else "  "
+        print(f"{name}decoder {counts.decoder}")
     for stage, stats in summary.stages.items():
         print(f"  {stage:<12} p50 {stats['p50']:8.2f} ms   p90 {stats['p90']:8.2f} ms   p99 {stats['p99']:8.2f} ms")
     ended = not stop.is_set() and (args.max_frames is None or summary.inferred < args.max_frames)
-    if ended and summary.announced and summary.read < summary.announced:
-        log(
-            f"edge-lwdetr: warning: {args.source} ended after {summary.read} of the {summary.announced} frames its "
-            "header announces: the file is truncated or damaged"
-        )
-    written = [s.path for s in sinks if s.wrote()]
-    for path in written:
+    for source, counts in zip(sources, summary.sources):
+        if ended and counts.announced and counts.read < counts.announced:
+            log(
+                f"edge-lwdetr: warning: {source.uri} ended after {counts.read} of the {counts.announced} frames its "
+                "header announces: the file is truncated or damaged"
+            )
+        if several and counts.read == 0 and not stop.is_set():
+            log(f"edge-lwdetr: warning: source {source.uri} delivered no frame")
+    for path in {id(s): s.path for s in sinks if s.wrote()}.values():
         print(f"wrote {path}")
     if summary.read == 0 and not stop.is_set():
-        raise EdgeLwdetrError(f"source {args.source} delivered no frame; nothing was written")
+        what = "no source delivered a frame" if several else f"source {sources[0].uri} delivered no frame"
+        raise EdgeLwdetrError(f"{what}; nothing was written")
 
 
 def _add_eval(subparsers) -> None:

@@ -16,6 +16,12 @@ def top_k(backend: Backend) -> int | None:
     return getattr(backend, "num_select", None)
 
 
+def model_input(backend: Backend, image_bgr: np.ndarray) -> np.ndarray:
+    """One BGR frame as `backend`'s model takes it (one row of a batch). Every path that feeds a model frames calls
+    this one function, so the input a model asks for is decided in one place."""
+    return to_model_input(image_bgr, backend.image_size)
+
+
 def detect(
     backend: Backend | FrameBackend, image_bgr: np.ndarray, conf: float, timings: dict[str, float] | None = None
 ) -> list[Detection]:
@@ -27,7 +33,7 @@ def detect(
         timings.update(backend.stage_ms)
         return detections
     begin = time.perf_counter()
-    batch = to_model_input(image_bgr, backend.image_size)[None]
+    batch = model_input(backend, image_bgr)[None]
     timings["preprocess"] = (time.perf_counter() - begin) * 1000
     logits, boxes = backend.infer(batch)
     timings.update(backend.stage_ms)

@@ -23,6 +23,7 @@ from edge_lwdetr.backends import Backend
 from edge_lwdetr.defaults import DEFAULT_CONF
 from edge_lwdetr.device import gpu_info
 from edge_lwdetr.labels import default_id2label
+from edge_lwdetr.predict import model_input
 from edge_lwdetr.processing import postprocess, to_model_input
 from edge_lwdetr.quiet import polygraphy_quiet
 
@@ -107,7 +108,7 @@ def measure_latency(backend: Backend, iterations: int, warmup: int) -> dict:
     stages: dict[str, list[float]] = {}
     for i in range(warmup + iterations):
         begin = time.perf_counter()
-        batch = to_model_input(frame, backend.image_size)[None]
+        batch = model_input(backend, frame)[None]
         prepared = time.perf_counter()
         logits, boxes = backend.infer(batch)
         inferred = time.perf_counter()

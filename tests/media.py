@@ -31,3 +31,24 @@ def decode_all(path) -> int:
 
     with av.open(str(path)) as container:
         return sum(1 for _ in container.decode(video=0))
+
+
+INDEX_BASE, INDEX_STEP = 20, 12  # frame i of an indexed video is level 20 + 12 i: robust to JPEG and H.264 rounding
+
+
+def write_indexed_video(path, count, size, channel, fps=15):
+    """Frames that carry their index as the level of one colour channel (the source's mark), the others at 30."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    for i in range(count):
+        frame = np.full((size[1], size[0], 3), 30, np.uint8)
+        frame[..., channel] = INDEX_BASE + INDEX_STEP * i
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def frame_index(frame, channel) -> int:
+    """The index an indexed frame carries, read at the top-right corner (where no detection or badge is drawn)."""
+    height, width = frame.shape[:2]
+    level = float(frame[height // 10, width * 9 // 10, channel])
+    return round((level - INDEX_BASE) / INDEX_STEP)

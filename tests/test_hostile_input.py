@@ -30,6 +30,7 @@ from edge_lwdetr.runtime.sinks import JsonlSink, VideoSink
 from edge_lwdetr.runtime.sources import Source
 from hf_models import fails_with
 from media import decode_all, read_frames, write_video
+from stand_ins import StandInBackend
 
 DEMO = Path(__file__).resolve().parents[1] / "demo" / "shapes.mp4"
 
@@ -259,25 +260,6 @@ def test_internal_bug_is_labelled_as_one(monkeypatch, capsys, tmp_path):
 
 
 # --- frame completeness -------------------------------------------------------------------------------------------
-
-
-class StandInBackend:
-    """A stand-in model for testing the pipeline (not a model): fixed outputs, optionally slower than decoding."""
-
-    name, image_size, variant = "stand-in", 64, "none"
-    id2label = {0: "thing"}
-
-    def __init__(self, delay_s: float = 0.0):
-        self.delay_s, self.stage_ms = delay_s, {}
-
-    def infer(self, images):
-        time.sleep(self.delay_s)
-        logits = np.full((len(images), 3, 1), -10.0, np.float32)
-        logits[:, 0] = 3.0
-        return logits, np.tile(np.float32([[0.5, 0.5, 0.2, 0.2]]), (len(images), 3, 1))
-
-    def close(self):
-        pass
 
 
 def file_source(path):

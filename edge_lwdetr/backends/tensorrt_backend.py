@@ -198,6 +198,7 @@ class TensorRTBackend:
         self._input = meta.get("input", "images")
         outputs = meta.get("outputs", {"logits": "logits", "boxes": "pred_boxes"})
         self._outputs = (outputs["logits"], outputs["boxes"])
+        self.batch, self.max_batch = batch_range(next(t for t in self._io_tensors() if t.name == self._input))
         self.stream = cuda.Stream()
         self.events = [cuda.Event() for _ in range(4)]
         self.image_size = int(meta["image_size"])
@@ -299,6 +300,13 @@ class TensorRTBackend:
         if self._context_handle is not None:
             self._context_handle.pop()
             self._context_handle = None
+
+
+def batch_range(images: IoTensor) -> tuple[int | None, int | None]:
+    """(static batch or None, largest batch) of the engine's input: a dynamic batch ranges up to optimization
+    profile 0's largest (how many frames the streaming runtime may batch)."""
+    static = images.shape[0] if images.shape[0] > 0 else None
+    return static, static or (int(images.profile_max[0]) if images.profile_max else None)
 
 
 def _onnx_metadata(engine_path: Path) -> dict[str, str]:

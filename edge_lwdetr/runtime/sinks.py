@@ -10,8 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
-import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -20,23 +19,8 @@ import numpy as np
 
 from edge_lwdetr.errors import EdgeLwdetrError
 from edge_lwdetr.processing import Detection
-from edge_lwdetr.runtime.sources import opencv_has_gstreamer
+from edge_lwdetr.runtime.gstreamer import hardware_h264_encoder
 from edge_lwdetr.video import FSYNC_INTERVAL_S, VideoWriter
-
-
-def hardware_h264_pipeline(path: Path, fps: float) -> str | None:
-    """A GStreamer pipeline encoding with the Jetson's NVENC into a fragmented MP4 (one fragment a second), or None
-    (no GStreamer, or no encoder: Orin Nano)."""
-    if not opencv_has_gstreamer() or shutil.which("gst-inspect-1.0") is None:
-        return None
-    if subprocess.run(["gst-inspect-1.0", "nvv4l2h264enc"], capture_output=True).returncode != 0:
-        return None
-    rate = int(round(fps))
-    return (
-        f"appsrc ! video/x-raw, format=BGR, framerate={rate}/1 ! videoconvert ! video/x-raw, format=BGRx ! "
-        f"nvvidconv ! nvv4l2h264enc iframeinterval={rate} idrinterval={rate} insert-sps-pps=true ! h264parse ! "
-        f"mp4mux fragment-duration=1000 ! filesink location={path}"
-    )
 
 
 class VideoSink:
@@ -46,7 +30,7 @@ class VideoSink:
 
     def __init__(self, path: Path, fps: float, log=print):
         self.path, self.fps, self.log = path, fps or 30.0, log
-        self.hardware = hardware_h264_pipeline(path, self.fps) if path.suffix.lower() == ".mp4" else None
+        self.hardware = hardware_h264_encoder(path, self.fps) if path.suffix.lower() == ".mp4" else None
         self.writer = None if self.hardware else VideoWriter(path, self.fps, log)
         self.gst = None
         self.frames = 0
@@ -119,7 +103,8 @@ class JsonlSink:
 
 
 class ProgressSink:
-    """A progress bar over a file's frames on stderr (tqdm: off when stderr is not a terminal, so logs stay clean)."""
+    """A progress bar over files' frames on stderr (tqdm: off when stderr is not a terminal, so logs stay clean); one
+    bar may serve several sources, whose sink threads write to it."""
 
     wants_image = False
 
@@ -127,9 +112,11 @@ class ProgressSink:
         from edge_lwdetr.progress import progress_bar
 
         self.bar = progress_bar(description, "frame", total=total or None)
+        self._lock = threading.Lock()
 
     def write(self, frame: np.ndarray, record: dict) -> None:
-        self.bar.update(1)
+        with self._lock:
+            self.bar.update(1)
 
     def close(self) -> None:
         self.bar.close()

@@ -1,5 +1,7 @@
 """Video sources by URI, as jetson-inference names them: `0`, `/dev/video0`, `csi://0`, `rtsp://...`, a video file,
-an image folder. Live sources (cameras, streams) reconnect with backoff when they drop out.
+an image folder. Live sources (cameras, streams) reconnect with backoff when they drop out. Files and RTSP streams
+are decoded by the Jetson's hardware decoder (nvv4l2decoder, through GStreamer) where OpenCV and GStreamer have it,
+else in software; `decoder` says which.
 
 No wait is unbounded: network streams open and read with timeouts (OpenCV's FFmpeg backend otherwise waits 30 s),
 and every open runs in a helper thread while the caller watches the stop event, so SIGINT/SIGTERM end a run within
@@ -17,6 +19,14 @@ import numpy as np
 
 from edge_lwdetr.errors import EdgeLwdetrError
 from edge_lwdetr.processing import IMAGE_SUFFIXES
+from edge_lwdetr.runtime.gstreamer import (
+    HARDWARE_DECODER,
+    csi_pipeline,
+    decode_pipeline,
+    fourcc_text,
+    hardware_decoding,
+    opencv_has_gstreamer,
+)
 
 RECONNECT_DELAYS_S = (0.5, 1.0, 2.0, 4.0, 8.0)
 STREAM_TIMEOUT_S = 5.0  # default open and read timeouts of network streams
@@ -59,21 +69,6 @@ def stream_capture(uri: str, timeout_s: float = STREAM_TIMEOUT_S) -> cv2.VideoCa
     return cv2.VideoCapture(uri, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
 
 
-def csi_pipeline(sensor: int, width: int = 1280, height: int = 720, fps: int = 30) -> str:
-    """GStreamer pipeline for a Jetson CSI camera (nvarguscamerasrc), delivering BGR frames to OpenCV."""
-    return (
-        f"nvarguscamerasrc sensor-id={sensor} ! video/x-raw(memory:NVMM), width={width}, height={height}, "
-        f"framerate={fps}/1, format=NV12 ! nvvidconv ! video/x-raw, format=BGRx ! videoconvert ! "
-        "video/x-raw, format=BGR ! appsink drop=true max-buffers=1"
-    )
-
-
-def opencv_has_gstreamer() -> bool:
-    info = cv2.getBuildInformation()
-    line = next((l for l in info.splitlines() if "GStreamer" in l), "")
-    return "YES" in line
-
-
 class Source:
     """Frames from one URI; `read()` returns None at the end (or when a live source is gone for good)."""
 
@@ -85,7 +80,11 @@ class Source:
         log=print,
         reconnect_delays_s: tuple[float, ...] = RECONNECT_DELAYS_S,
         stop: threading.Event | None = None,
+        decoder: str = "OpenCV",
+        hardware_pipeline: Callable[[str], tuple[str | None, str]] | None = None,
     ):
+        """`decoder` names how frames are decoded; `hardware_pipeline(fourcc)` gives the hardware decoding pipeline
+        for the codec the first open found, with what it decodes, or None and why not (decode_pipeline)."""
         self.uri, self.live, self.log, self.reconnect_delays_s = uri, live, log, reconnect_delays_s
         self.stop = stop or threading.Event()
         self._open = open_capture
@@ -95,6 +94,31 @@ class Source:
             raise EdgeLwdetrError(f"cannot open source {uri}: {describe_failure(uri)}")
         self.fps = self.capture.get(cv2.CAP_PROP_FPS) or 30.0
         self.frame_count = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT)) if not live else 0
+        self.decoder = decoder
+        if hardware_pipeline is not None:
+            self._try_hardware(hardware_pipeline)
+
+    def _try_hardware(self, hardware_pipeline: Callable[[str], tuple[str | None, str]]) -> None:
+        """Reopen through the hardware decoder when it is there and takes this codec; else keep the software capture
+        (already open) and say why in `decoder`. Frame rate and count come from the software open either way."""
+        why_not = hardware_decoding()
+        if why_not is None:
+            pipeline, why_not = hardware_pipeline(fourcc_text(self.capture.get(cv2.CAP_PROP_FOURCC)))
+            if pipeline is not None:
+                open_hardware = lambda: cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER)  # noqa: E731
+                try:
+                    capture = open_interruptibly(open_hardware, self.stop)
+                except Interrupted:
+                    self.capture.release()  # no Source is returned to close it
+                    raise
+                if capture.isOpened():
+                    self.capture.release()
+                    self.capture, self._open = capture, open_hardware
+                    self.decoder = f"{HARDWARE_DECODER} ({why_not}, GStreamer)"
+                    return
+                capture.release()
+                why_not = f"the {HARDWARE_DECODER} pipeline did not open"
+        self.decoder = f"software ({why_not})"
 
     def read(self) -> np.ndarray | None:
         ok, frame = self.capture.read()
@@ -103,6 +127,12 @@ class Source:
         if not self.live:
             return None
         return self._reconnect()
+
+    def grab(self) -> bool:
+        """Pass over one frame (decoded, not converted or returned: for --vid-stride); False at the end."""
+        if self.capture.grab():
+            return True
+        return self.live and self._reconnect() is not None
 
     def _reconnect(self) -> np.ndarray | None:
         for delay in self.reconnect_delays_s:
@@ -128,7 +158,7 @@ class Source:
 class FolderSource:
     """The images of a folder, in name order (unreadable files are skipped with a message)."""
 
-    live = False
+    live, decoder = False, "images (OpenCV)"
 
     def __init__(self, folder: Path, log=print):
         self.uri, self.log = str(folder), log
@@ -151,6 +181,9 @@ class FolderSource:
             self.skipped += 1
             self.log(f"skipping {path}: not an image OpenCV can decode")
         return None
+
+    def grab(self) -> bool:
+        return self.read() is not None  # an unreadable file is not a frame: decoding tells which are
 
     def close(self) -> None:
         pass
@@ -177,18 +210,23 @@ def open_source(
 ) -> Source | FolderSource:
     """The source for `uri`; raises Interrupted when `stop` is set while it opens."""
     if uri.isdigit():
-        return Source(uri, lambda: cv2.VideoCapture(int(uri)), live=True, log=log, stop=stop)
+        return Source(uri, lambda: cv2.VideoCapture(int(uri)), live=True, log=log, stop=stop, decoder="camera (OpenCV)")
     if uri.startswith("/dev/video"):
-        return Source(uri, lambda: cv2.VideoCapture(uri, cv2.CAP_V4L2), live=True, log=log, stop=stop)
+        return Source(uri, lambda: cv2.VideoCapture(uri, cv2.CAP_V4L2), live=True, log=log, stop=stop, decoder="V4L2")
     if uri.startswith("csi://"):
         sensor = uri.removeprefix("csi://") or "0"
         if not sensor.isdigit():
             raise EdgeLwdetrError(f"{uri}: expected csi://N with N the sensor id, e.g. csi://0")
         pipeline = csi_pipeline(int(sensor))
-        return Source(uri, lambda: cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER), live=True, log=log, stop=stop)
+        open_csi = lambda: cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER)  # noqa: E731
+        return Source(uri, open_csi, live=True, log=log, stop=stop, decoder="nvarguscamerasrc (GStreamer)")
+    hardware = lambda fourcc: decode_pipeline(uri, fourcc)  # noqa: E731
     if uri.startswith(("rtsp://", "rtmp://", "http://", "https://")):
         log(f"opening {uri} (waits at most {stream_timeout_s:g} s)")
-        return Source(uri, lambda: stream_capture(uri, stream_timeout_s), live=True, log=log, stop=stop)
+        return Source(
+            uri, lambda: stream_capture(uri, stream_timeout_s), live=True, log=log, stop=stop,
+            hardware_pipeline=hardware if uri.startswith("rtsp://") else None, decoder="software (FFmpeg)",
+        )  # fmt: skip
     path = Path(uri)
     if path.is_dir():
         return FolderSource(path, log=log)
@@ -196,4 +234,4 @@ def open_source(
         raise EdgeLwdetrError(f"cannot open source {uri}: no such file or folder (or camera 0, /dev/videoN, csi://N, rtsp://...)")
     if path.stat().st_size == 0:
         raise EdgeLwdetrError(f"cannot open source {uri}: the file is empty (0 bytes)")
-    return Source(uri, lambda: cv2.VideoCapture(uri), live=False, log=log, stop=stop)
+    return Source(uri, lambda: cv2.VideoCapture(uri), live=False, log=log, stop=stop, hardware_pipeline=hardware)

@@ -19,8 +19,8 @@ import numpy as np
 
 from edge_lwdetr.backends import Backend
 from edge_lwdetr.errors import EdgeLwdetrError
-from edge_lwdetr.predict import top_k
-from edge_lwdetr.processing import Detection, postprocess, to_model_input
+from edge_lwdetr.predict import model_input, top_k
+from edge_lwdetr.processing import Detection, postprocess
 from edge_lwdetr.serving import protocol
 from edge_lwdetr.signals import stop_sets
 
@@ -74,7 +74,7 @@ def request_images(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
 
 def detect_all(backend: Backend, images: list[np.ndarray], conf: float) -> list[list[Detection]]:
     """Detections in each image, the images run as one batch (chunked to a static-batch graph's batch)."""
-    batch = np.stack([to_model_input(image, backend.image_size) for image in images])
+    batch = np.stack([model_input(backend, image) for image in images])
     step = getattr(backend, "batch", None) or len(batch)
     outputs = [backend.infer(batch[i : i + step]) for i in range(0, len(batch), step)]
     logits = np.concatenate([o[0] for o in outputs])

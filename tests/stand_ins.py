@@ -1,0 +1,27 @@
+"""Stand-ins for the model in tests of the pipeline around it (not a model: fixed outputs)."""
+
+import time
+
+import numpy as np
+
+
+class StandInBackend:
+    """A stand-in model for testing the pipeline (not a model): fixed outputs, optionally slower than decoding.
+    `batch` set: a static-batch model; `calls` records the batch size of every call."""
+
+    name, image_size, variant = "stand-in", 64, "none"
+    id2label = {0: "thing"}
+
+    def __init__(self, delay_s: float = 0.0, batch: int | None = None):
+        self.delay_s, self.stage_ms, self.batch, self.calls = delay_s, {}, batch, []
+
+    def infer(self, images):
+        assert self.batch is None or len(images) == self.batch, f"a static batch of {self.batch} got {len(images)}"
+        self.calls.append(len(images))
+        time.sleep(self.delay_s)
+        logits = np.full((len(images), 3, 1), -10.0, np.float32)
+        logits[:, 0] = 3.0
+        return logits, np.tile(np.float32([[0.5, 0.5, 0.2, 0.2]]), (len(images), 3, 1))
+
+    def close(self):
+        pass
