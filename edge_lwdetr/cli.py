@@ -176,6 +176,8 @@ def _add_model_arguments(p: argparse.ArgumentParser, model_help: str) -> None:
 
 
 def _add_run(subparsers) -> None:
+    from edge_lwdetr.runtime.options import RunOptions
+
     p = subparsers.add_parser(
         "run", aliases=["predict"], help="detect objects in an image, a folder, a video, a camera or a stream"
     )
@@ -191,13 +193,7 @@ def _add_run(subparsers) -> None:
     p.add_argument("--exist-ok", action="store_true", help=f"video/JSONL recordings: {EXIST_OK_HELP}")
     p.add_argument("--show", action="store_true", help="show the annotated video in a window (q or Esc stops; "
                    "several sources: tiled in one window)")  # fmt: skip
-    p.add_argument("--tile", action="store_true", help="several sources: --save writes one video of them side by side")
-    p.add_argument("--vid-stride", type=at_least(1), default=1,
-                   help="take every Nth frame of each source (live sources: at most every Nth) (1)")  # fmt: skip
-    p.add_argument("--conf", type=in_unit_interval, default=DEFAULT_CONF,
-                   help=f"keep detections scoring above this, in [0, 1] ({DEFAULT_CONF})")  # fmt: skip
-    p.add_argument("--max-frames", type=at_least(1), help="stop after this many processed frames (all sources together)")
-    p.add_argument("--stream-timeout", type=positive, default=5.0, help="rtsp/http: open and read timeout in s (5)")
+    RunOptions.add_arguments(p)
     p.add_argument("--cuda-graph", action="store_true", help="TensorRT: replay each inference as a CUDA graph")
     p.set_defaults(run=run_run)
 
