@@ -130,10 +130,12 @@ class Detector:
         output: str | Path | None = None,
         precision: str | None = None,
         data: str | Path | None = None,
+        input_format: str = "float",
         **onnx_options,
     ):
         """This detector's weights as `edge-lwdetr export` writes them: an ONNX (fp32 by default), a precision graph
-        (precision="fp16"/"int8"; int8 calibrates on `data`) or an engine (format="engine"); onnx_options as
+        (precision="fp16"/"int8"; int8 calibrates on `data`) or an engine (format="engine"); input_format "uint8"
+        makes the graph take uint8 BGR frames [B, H, W, 3] (the runtime then only resizes); onnx_options as
         export_onnx's (imgsz, batch, dynamic_batch, opset). Returns an `Exported` (graph, engine, engine_built)."""
         from edge_lwdetr.engine.options import EngineOptions
         from edge_lwdetr.export.target import export_to
@@ -141,7 +143,7 @@ class Detector:
         if self.backend.name != "torch":
             raise EdgeLwdetrError(f"{self.model} is not PyTorch weights: only weights can be exported")
         options = EngineOptions(precision=precision or ("fp16" if format == "engine" else "fp32"))
-        onnx_options = self._weights_options | onnx_options
+        onnx_options = self._weights_options | onnx_options | {"input_format": input_format}
         return export_to(
             self.model, format, Path(output) if output else None, options, Path(data) if data else None, **onnx_options
         )

@@ -69,6 +69,7 @@ def _outputs(
 
 def _add_export(subparsers) -> None:
     from edge_lwdetr.engine.options import EngineOptions
+    from edge_lwdetr.processing import INPUT_FORMATS
 
     p = subparsers.add_parser(
         "export", help="weights -> ONNX (FP32/FP16/INT8) or a TensorRT engine, in one command"
@@ -84,6 +85,9 @@ def _add_export(subparsers) -> None:
     batch.add_argument("--batch", type=at_least(1), default=1, help="static batch size (1)")
     batch.add_argument("--dynamic-batch", action="store_true", help="symbolic batch dimension")
     p.add_argument("--opset", type=int, choices=(18, 19, 20), default=DEFAULT_OPSET, help="ONNX opset: 18 (default), 19 or 20")
+    p.add_argument("--input-format", choices=list(INPUT_FORMATS), default="float",
+                   help="float: images float32 [B,3,H,W] RGB in [0,1] (default); uint8: frames uint8 [B,H,W,3] BGR, "
+                   "cast, layout and normalisation inside the graph (the runtime then only resizes)")  # fmt: skip
     p.add_argument(
         "--msda",
         choices=["plugin", "builtin", "native"],
@@ -111,7 +115,7 @@ def run_export(args: argparse.Namespace) -> None:
     keep = {"--output": "an engine"} if engine else {}
     options = EngineOptions.from_arguments(args, precision=precision)
     onnx_options = dict(imgsz=args.imgsz, batch=args.batch, dynamic_batch=args.dynamic_batch, opset=args.opset,
-                        variant=args.variant, ema=args.ema)  # fmt: skip
+                        variant=args.variant, ema=args.ema, input_format=args.input_format)  # fmt: skip
     with _outputs([args.weights, args.calib_data], targets, exist_ok=args.exist_ok, keep=keep):
         done = export_to(args.weights, args.format, engine or graph, options, args.calib_data, args.plugin, print, **onnx_options)
     if engine is not None and not done.engine_built:
@@ -625,9 +629,10 @@ def _add_serve(subparsers) -> None:
 def run_export_triton(args: argparse.Namespace) -> None:
     from edge_lwdetr.serving.export import export_triton
 
-    if args.precision not in (None, "fp32") or args.batch != 1 or args.dynamic_batch:
-        raise EdgeLwdetrError("--format triton writes an fp32 dynamic-batch graph: leave out --precision, --batch and "
-                              "--dynamic-batch (the GPU server builds the plan at the precision it wants)")  # fmt: skip
+    if args.precision not in (None, "fp32") or args.batch != 1 or args.dynamic_batch or args.input_format != "float":
+        raise EdgeLwdetrError("--format triton writes an fp32 dynamic-batch float-input graph: leave out --precision, "
+                              "--batch, --dynamic-batch and --input-format (the GPU server builds the plan at the "
+                              "precision it wants)")  # fmt: skip
     output = args.output or Path("lwdetr_triton")
     onnx_options = dict(imgsz=args.imgsz, opset=args.opset, msda=args.msda, variant=args.variant, ema=args.ema)
     with _outputs([args.weights], {"--output": output}, exist_ok=args.exist_ok, keep={"--output": "a repository"},

@@ -16,6 +16,6 @@ def top_k(backend: Backend) -> int | None:
 
 def detect(backend: Backend, image_bgr: np.ndarray, conf: float) -> list[Detection]:
     """Detections in one BGR image, in its own pixel coordinates, sorted by score."""
-    batch = to_model_input(image_bgr, backend.image_size)[None]
+    batch = to_model_input(image_bgr, backend.image_size, backend.input_format)[None]
     logits, boxes = backend.infer(batch)
     return postprocess(logits[0], boxes[0], image_bgr.shape[:2], backend.id2label, conf, top_k(backend))

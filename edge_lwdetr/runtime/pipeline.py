@@ -146,7 +146,7 @@ def run_stream(
                 break
             timings = {"capture": item.capture_ms}
             begin = time.perf_counter()
-            batch = to_model_input(item.frame, backend.image_size)[None]
+            batch = to_model_input(item.frame, backend.image_size, backend.input_format)[None]
             timings["preprocess"] = (time.perf_counter() - begin) * 1000
             logits, boxes = backend.infer(batch)
             timings.update(backend.stage_ms)

@@ -74,7 +74,7 @@ def request_images(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
 
 def detect_all(backend: Backend, images: list[np.ndarray], conf: float) -> list[list[Detection]]:
     """Detections in each image, the images run as one batch (chunked to a static-batch graph's batch)."""
-    batch = np.stack([to_model_input(image, backend.image_size) for image in images])
+    batch = np.stack([to_model_input(image, backend.image_size, backend.input_format) for image in images])
     step = getattr(backend, "batch", None) or len(batch)
     outputs = [backend.infer(batch[i : i + step]) for i in range(0, len(batch), step)]
     logits = np.concatenate([o[0] for o in outputs])
