@@ -114,15 +114,26 @@ class Detector:
     def names(self) -> dict[int, str]:
         return self.backend.id2label
 
-    def predict(self, source, stream: bool = False, conf: float | None = None) -> list[Result] | Iterator[Result]:
+    def predict(
+        self, source, stream: bool = False, conf: float | None = None, track: bool = False
+    ) -> list[Result] | Iterator[Result]:
         """Results for an image file, a BGR array, a list of them, or every frame of a video, folder, camera or
-        stream. stream=True yields them one by one as frames arrive (constant memory); otherwise a list."""
-        results = self._results(source, self.conf if conf is None else conf)
+        stream. stream=True yields them one by one as frames arrive (constant memory); otherwise a list.
+        track=True follows the objects across the frames (ByteTrack, the `track` extra): `Result.track_ids`."""
+        tracker = None
+        if track:
+            from edge_lwdetr.tracking import Tracker
+
+            tracker = Tracker()  # one per call: one source's frames
+        results = self._results(source, self.conf if conf is None else conf, tracker)
         return results if stream else list(results)
 
-    def _results(self, source, conf: float) -> Iterator[Result]:
+    def _results(self, source, conf: float, tracker=None) -> Iterator[Result]:
         for name, index, image in frames_of(source):
-            yield Result.from_detections(detect(self.backend, image, conf), self.names, name, index, image)
+            detections = detect(self.backend, image, conf)
+            if tracker is not None:
+                detections = tracker.update(detections)
+            yield Result.from_detections(detections, self.names, name, index, image, tracked=tracker is not None)
 
     def export(
         self,

@@ -208,6 +208,8 @@ def _add_run(subparsers) -> None:
     p.add_argument("--max-frames", type=at_least(1), help="stop after this many processed frames")
     p.add_argument("--stream-timeout", type=positive, default=5.0, help="rtsp/http: open and read timeout in s (5)")
     p.add_argument("--cuda-graph", action="store_true", help="TensorRT: replay each inference as a CUDA graph")
+    p.add_argument("--track", action="store_true", help="follow objects across frames (ByteTrack): a track id per "
+                   "detection in the JSONL and on the video; needs the track extra")  # fmt: skip
     p.set_defaults(run=run_run)
 
 
@@ -215,6 +217,9 @@ def run_run(args: argparse.Namespace) -> None:
     from edge_lwdetr.api import is_image_file
 
     if is_image_file(args.source):
+        if args.track:
+            raise EdgeLwdetrError(f"--track follows objects across frames; {args.source} is one image: give a video, "
+                                  "an image folder, a camera or a stream")  # fmt: skip
         _predict_image(args)
     else:
         _run_stream(args)
@@ -262,6 +267,10 @@ def _run_stream(args: argparse.Namespace) -> None:
 
     if args.show and window_support():
         raise EdgeLwdetrError(f"--show: {window_support()}")
+    if args.track:
+        from edge_lwdetr.tracking import require_tracking
+
+        require_tracking()  # before anything opens
     if args.save and args.save.suffix.lower() not in SUFFIXES:
         raise EdgeLwdetrError(f"--save {args.save}: write the video as .mp4 (H.264) or .avi (Motion JPEG)")
     recordings = {"--save": "a recording", "--save-json": "a recording"}
@@ -312,7 +321,12 @@ def _stream(args: argparse.Namespace, stop):
             f"LW-DETR-{backend.variant} on {backend.name} ({getattr(backend, 'device', 'cpu')}), "
             f"{backend.image_size} px, source {args.source}{' (live)' if source.live else ''}"
         )
-        summary = run_stream(backend, source, sinks, args.conf, stop, args.max_frames)
+        tracker = None
+        if args.track:
+            from edge_lwdetr.tracking import Tracker
+
+            tracker = Tracker(frame_rate=source.fps)
+        summary = run_stream(backend, source, sinks, args.conf, stop, args.max_frames, tracker)
     except BaseException:
         for s in sinks:
             with contextlib.suppress(Exception):

@@ -27,9 +27,13 @@ class Detection:
     name: str
     score: float
     box: list[float]  # x1, y1, x2, y2 in original image pixels
+    track_id: int | None = None  # None: not tracking; with --track the object's id, -1 while on no track (tracking.py)
 
     def to_json(self) -> dict:
-        return asdict(self)
+        record = asdict(self)
+        if self.track_id is None:  # records of untracked runs stay as they were
+            del record["track_id"]
+        return record
 
 
 def to_model_input(image_bgr: np.ndarray, size: int, input_format: str = "float") -> np.ndarray:

@@ -23,15 +23,9 @@ from media import write_video
 
 
 @pytest.fixture(scope="module")
-def exports(tmp_path_factory):
+def exports(bundled_export):
     """The bundled model exported twice (native MSDA): float and uint8 input."""
-    from edge_lwdetr.export.onnx_export import export_onnx
-
-    folder = tmp_path_factory.mktemp("input_format")
-    paths = {fmt: folder / f"{fmt}.onnx" for fmt in ("float", "uint8")}
-    for fmt, path in paths.items():
-        export_onnx(BUNDLED_MODEL, path, msda="native", input_format=fmt)
-    return paths
+    return {fmt: bundled_export(fmt) for fmt in ("float", "uint8")}
 
 
 @pytest.fixture(scope="module")

@@ -70,9 +70,11 @@ def run_stream(
     conf: float,
     stop: threading.Event,
     max_frames: int | None = None,
+    tracker=None,
 ) -> RunSummary:
     """Run `backend` on every frame of `source` (the newest, for live sources) into `sinks` until the source ends,
-    `max_frames` are inferred or `stop` is set. Raises the first error of the source, the model or a sink."""
+    `max_frames` are inferred or `stop` is set. Raises the first error of the source, the model or a sink.
+    `tracker`: a tracking.Tracker for this source, which gives each detection its track id."""
     summary, times = RunSummary(), StageTimes()
     select = top_k(backend)
     captured: queue.Queue = queue.Queue(maxsize=1 if source.live else 4)
@@ -152,6 +154,8 @@ def run_stream(
             timings.update(backend.stage_ms)
             begin = time.perf_counter()
             detections = postprocess(logits[0], boxes[0], item.frame.shape[:2], backend.id2label, conf, select)
+            if tracker is not None:
+                detections = tracker.update(detections)
             timings["postprocess"] = (time.perf_counter() - begin) * 1000
             times.add(timings)
             summary.inferred += 1
