@@ -264,7 +264,7 @@ def test_internal_bug_is_labelled_as_one(monkeypatch, capsys, tmp_path):
 class StandInBackend:
     """A stand-in model for testing the pipeline (not a model): fixed outputs, optionally slower than decoding."""
 
-    name, image_size, variant = "stand-in", 64, "none"
+    name, image_size, input_format, variant = "stand-in", 64, "float", "none"
     id2label = {0: "thing"}
 
     def __init__(self, delay_s: float = 0.0):
