@@ -41,18 +41,11 @@ def native_export(hf_checkpoint, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def bundled_export(tmp_path_factory):
-    """input format ("float" or "uint8") -> the bundled model exported with it (native MSDA); exported once."""
-    cache = {}
+def bundled_onnx(tmp_path_factory):
+    """The bundled model's float-input export (native MSDA), exported once."""
+    from edge_lwdetr.bundled import BUNDLED_MODEL
+    from edge_lwdetr.export.onnx_export import export_onnx
 
-    def get(input_format: str):
-        from edge_lwdetr.bundled import BUNDLED_MODEL
-        from edge_lwdetr.export.onnx_export import export_onnx
-
-        if input_format not in cache:
-            path = tmp_path_factory.mktemp("bundled") / f"{input_format}.onnx"
-            export_onnx(BUNDLED_MODEL, path, msda="native", input_format=input_format)
-            cache[input_format] = path
-        return cache[input_format]
-
-    return get
+    path = tmp_path_factory.mktemp("bundled") / "float.onnx"
+    export_onnx(BUNDLED_MODEL, path, msda="native")
+    return path

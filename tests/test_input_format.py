@@ -23,9 +23,11 @@ from media import write_video
 
 
 @pytest.fixture(scope="module")
-def exports(bundled_export):
-    """The bundled model exported twice (native MSDA): float and uint8 input."""
-    return {fmt: bundled_export(fmt) for fmt in ("float", "uint8")}
+def exports(bundled_onnx, tmp_path_factory):
+    """The bundled model exported twice (native MSDA): float and, by the CLI, uint8 input."""
+    uint8 = tmp_path_factory.mktemp("input_format") / "uint8.onnx"
+    assert main(["export", "--input-format", "uint8", "--msda", "native", "--output", str(uint8)]) == 0
+    return {"float": bundled_onnx, "uint8": uint8}
 
 
 @pytest.fixture(scope="module")

@@ -73,12 +73,17 @@ def test_trackers_count_ids_on_their_own():
     assert {d.track_id for d in second.update(moving_objects(1))} == {1, 2}
 
 
-def test_missing_extra_fails_in_one_line_naming_it(monkeypatch):
+def test_missing_extra_fails_in_one_line_naming_it(monkeypatch, tmp_path, capsys):
+    from edge_lwdetr.cli import main
     from edge_lwdetr.tracking import Tracker
 
     monkeypatch.setitem(sys.modules, "trackers", None)  # import trackers -> ImportError
     with pytest.raises(EdgeLwdetrError, match=r"--track needs the tracking extra .*pip install 'edge-lwdetr\[track\]'"):
         Tracker()
+    # The CLI says so before opening the source or the model.
+    assert main(["run", "--source", str(tmp_path / "never_opened.mp4"), "--track"]) == 2
+    error = capsys.readouterr().err
+    assert "pip install 'edge-lwdetr[track]'" in error and len(error.strip().splitlines()) == 1
 
 
 def test_track_id_in_label_and_records():
@@ -135,13 +140,13 @@ def assert_stable(found: dict[int, list[int]], objects: int, frames: int) -> Non
     assert all(len(tracks) >= frames - 2 for tracks in found.values())
 
 
-def test_run_track_writes_ids_in_jsonl(shapes_video, bundled_export, tmp_path, capsys):
+def test_run_track_writes_ids_in_jsonl(shapes_video, bundled_onnx, tmp_path, capsys):
     pytest.importorskip("trackers")
     from edge_lwdetr.cli import main
 
     path, truth = shapes_video
     out = tmp_path / "tracks.jsonl"
-    argv = ["run", "--model", str(bundled_export("float")), "--source", str(path), "--track"]
+    argv = ["run", "--model", str(bundled_onnx), "--source", str(path), "--track"]
     assert main(argv + ["--save-json", str(out), "--save", str(tmp_path / "tracks.mp4")]) == 0
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(records) == 12 and all("track_id" in d for r in records for d in r["detections"])
@@ -149,12 +154,12 @@ def test_run_track_writes_ids_in_jsonl(shapes_video, bundled_export, tmp_path, c
     assert_stable(ids_per_object(frames, truth), 3, 12)
 
 
-def test_predict_track_gives_result_track_ids(shapes_video, bundled_export):
+def test_predict_track_gives_result_track_ids(shapes_video, bundled_onnx):
     pytest.importorskip("trackers")
     from edge_lwdetr.api import Detector
 
     path, truth = shapes_video
-    with Detector(bundled_export("float")) as detector:
+    with Detector(bundled_onnx) as detector:
         results = list(detector.predict(str(path), stream=True, track=True))
         untracked = detector.predict(str(path), stream=True)
         assert next(untracked).track_ids is None
