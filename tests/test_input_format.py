@@ -8,6 +8,7 @@ import json
 import numpy as np
 import onnx
 import pytest
+from media import write_video
 from onnx import TensorProto
 
 from edge_lwdetr.artefacts import graph_metadata
@@ -19,7 +20,6 @@ from edge_lwdetr.errors import EdgeLwdetrError
 from edge_lwdetr.export.rewrite import rewrite_msda
 from edge_lwdetr.processing import input_shape, to_model_input
 from edge_lwdetr.synthetic.shapes import render, sample_scene
-from media import write_video
 
 
 @pytest.fixture(scope="module")
