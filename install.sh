@@ -6,7 +6,7 @@ pip_install() { python -m pip install --quiet --disable-pip-version-check "$@"; 
 # torch's CPU build first: a plain `torch` requirement would pull several GB of CUDA packages. On a GPU machine,
 # install the torch build you want before running this.
 python -c "import torch" 2>/dev/null || pip_install "torch==2.13.0"
-pip_install -e ".[export,dev,quant,profile,train,client]"
+pip_install -e ".[export,dev,quant,profile,train,client,track]"
 # On x86-64 ModelOpt's ONNX extra installs onnxruntime-gpu next to the CPU onnxruntime; both are the module
 # `onnxruntime`, and two builds overwriting each other's files break it. Keep ModelOpt's build alone: its CPU
 # provider runs everything on a machine without a GPU.

@@ -38,8 +38,8 @@ class SleepBackend:
 
     name, variant, device = "stand-in (sleep)", "none", "none"
 
-    def __init__(self, infer_ms: float, image_size: int):
-        self.infer_s, self.image_size, self.stage_ms = infer_ms / 1000, image_size, {}
+    def __init__(self, infer_ms: float, image_size: int, input_format: str = "float"):
+        self.infer_s, self.image_size, self.input_format, self.stage_ms = infer_ms / 1000, image_size, input_format, {}
         self.id2label = {0: "thing", 1: "other"}
 
     def infer(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -81,8 +81,8 @@ def generate(path: Path, size: tuple[int, int], frames: int, fps: int = 30) -> P
     return path
 
 
-def measure(video: Path, sources: int, save: Path | None, infer_ms: float, imgsz: int) -> dict:
-    backend = SleepBackend(infer_ms, imgsz)
+def measure(video: Path, sources: int, save: Path | None, infer_ms: float, imgsz: int, input_format: str) -> dict:
+    backend = SleepBackend(infer_ms, imgsz, input_format)
     opened = [open_source(str(video), log=lambda message: None) for _ in range(sources)]
     sinks = [
         [VideoSink(save.with_name(f"{save.stem}.{k}.mp4"), 30, log=lambda m: None)] if save else []
@@ -117,10 +117,14 @@ def main() -> None:
     parser.add_argument("--imgsz", type=int, default=640, help="the model input the frames are prepared for (640)")
     parser.add_argument("--frames", type=int, default=150, help="frames per generated file (150: 5 s at 30 FPS)")
     parser.add_argument("--no-save", action="store_true", help="skip the runs that encode the annotated videos")
+    parser.add_argument("--input-format", choices=["float", "uint8"], default="float",
+                        help="the model input prepared: float (RGB NCHW in [0, 1]) or uint8 (export --input-format "
+                        "uint8: resized BGR frames only)")  # fmt: skip
     args = parser.parse_args()
 
     print(
-        f"stand-in model: {args.infer_ms:g} ms per call (a sleep), input {args.imgsz} px; {args.frames} frames per source"
+        f"stand-in model: {args.infer_ms:g} ms per call (a sleep), {args.input_format} input {args.imgsz} px; "
+        f"{args.frames} frames per source"
     )
     print(f"{os.cpu_count()} CPU cores; load average {os.getloadavg()[0]:.1f} at the start")
     print(f"{'video':<6} {'sources':>7} {'save':>5} {'FPS':>7} {'ideal':>6} {'ratio':>6} {'busy':>5} {'CPU ms/frame':>12} "
@@ -130,7 +134,10 @@ def main() -> None:
             video = generate(Path(tmp) / f"{height}p.mp4", SIZES[height], args.frames)
             for sources in args.sources:
                 for save in [False] if args.no_save else [False, True]:
-                    result = measure(video, sources, Path(tmp) / "out.mp4" if save else None, args.infer_ms, args.imgsz)
+                    result = measure(
+                        video, sources, Path(tmp) / "out.mp4" if save else None, args.infer_ms, args.imgsz,
+                        args.input_format,
+                    )
                     stages = "  ".join(f"{stage} {ms:.2f}" for stage, ms in result["stages"].items())
                     print(
                         f"{height}p   {sources:>7} {'yes' if save else 'no':>5} {result['fps']:7.1f} {result['ideal']:6.0f} "

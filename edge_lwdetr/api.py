@@ -99,17 +99,27 @@ def _hand(handed: queue.Queue, item, stop: threading.Event) -> None:
                 return
 
 
+def _new_tracker(frame_rate: float = 0.0):
+    """A tracker for one source's frames (tracking.Tracker; the `track` extra)."""
+    from edge_lwdetr.tracking import Tracker
+
+    return Tracker(frame_rate=frame_rate)
+
+
 class _HandOver:
     """A pipeline sink that hands each frame's Result to the caller of predict()."""
 
     wants_image = False
 
-    def __init__(self, handed: queue.Queue, stop: threading.Event, names: dict[int, str]):
-        self.handed, self.stop, self.names = handed, stop, names
+    def __init__(self, handed: queue.Queue, stop: threading.Event, names: dict[int, str], tracked: bool):
+        self.handed, self.stop, self.names, self.tracked = handed, stop, names, tracked
 
     def write(self, frame: np.ndarray, record: dict) -> None:
         detections = [Detection(**d) for d in record["detections"]]
-        _hand(self.handed, Result.from_detections(detections, self.names, record["source"], record["frame"], frame), self.stop)
+        result = Result.from_detections(
+            detections, self.names, record["source"], record["frame"], frame, tracked=self.tracked
+        )
+        _hand(self.handed, result, self.stop)
 
     def close(self) -> None:
         pass
@@ -152,22 +162,31 @@ class Detector:
     def names(self) -> dict[int, str]:
         return self.backend.id2label
 
-    def predict(self, source, stream: bool = False, conf: float | None = None) -> list[Result] | Iterator[Result]:
+    def predict(
+        self, source, stream: bool = False, conf: float | None = None, track: bool = False
+    ) -> list[Result] | Iterator[Result]:
         """Results for an image file, a BGR array, a list of them, or every frame of a video, folder, camera or
         stream. A list that holds videos, folders, cameras or streams runs them as the sources of one run, their
         frames batched in one model call (`edge-lwdetr run --source A --source B`); its results come interleaved as
         frames are done, each naming its `source`. stream=True yields them one by one as frames arrive (constant
-        memory); otherwise a list."""
+        memory); otherwise a list. track=True follows the objects across each source's frames (ByteTrack, the
+        `track` extra): `Result.track_ids`."""
         conf = self.conf if conf is None else conf
         several = isinstance(source, (list, tuple)) and any(_is_stream(item) for item in source)
-        results = self._batched_results(list(source), conf) if several else self._results(source, conf)
+        if several:
+            results = self._batched_results(list(source), conf, track)
+        else:
+            results = self._results(source, conf, _new_tracker() if track else None)
         return results if stream else list(results)
 
-    def _results(self, source, conf: float) -> Iterator[Result]:
+    def _results(self, source, conf: float, tracker=None) -> Iterator[Result]:
         for name, index, image in frames_of(source):
-            yield Result.from_detections(detect(self.backend, image, conf), self.names, name, index, image)
+            detections = detect(self.backend, image, conf)
+            if tracker is not None:
+                detections = tracker.update(detections)
+            yield Result.from_detections(detections, self.names, name, index, image, tracked=tracker is not None)
 
-    def _batched_results(self, sources: list, conf: float) -> Iterator[Result]:
+    def _batched_results(self, sources: list, conf: float, track: bool) -> Iterator[Result]:
         """The frames of several sources through the streaming pipeline (run in a thread), as they are done."""
         from edge_lwdetr.runtime.pipeline import Feed, run_streams
         from edge_lwdetr.runtime.sources import open_source
@@ -187,12 +206,13 @@ class Detector:
             for source in opened:
                 source.close()
             raise
-        sink = _HandOver(handed, stop, self.names)
+        sink = _HandOver(handed, stop, self.names, tracked=track)
         outcome: list = []
 
         def run() -> None:
             try:
-                run_streams(self.backend, [Feed(source, [sink]) for source in opened], conf, stop)
+                feeds = [Feed(source, [sink], _new_tracker(source.fps) if track else None) for source in opened]
+                run_streams(self.backend, feeds, conf, stop)
             except BaseException as error:  # noqa: BLE001 - raised again in the caller's thread
                 outcome.append(error)
             finally:
@@ -219,8 +239,8 @@ class Detector:
     ):
         """This detector's weights as `edge-lwdetr export` writes them: an ONNX (fp32 by default), a precision graph
         (precision="fp16"/"int8"; int8 calibrates on `data`) or an engine (format="engine"); export_options are
-        `ExportOptions` fields (imgsz, batch, dynamic_batch, opset). Returns an `Exported` (graph, engine,
-        engine_built)."""
+        `ExportOptions` fields (imgsz, batch, dynamic_batch, opset, input_format: "uint8" makes the graph take uint8
+        BGR frames [B, H, W, 3], so the runtime only resizes). Returns an `Exported` (graph, engine, engine_built)."""
         from edge_lwdetr.engine.options import EngineOptions
         from edge_lwdetr.export.options import ExportOptions
         from edge_lwdetr.export.target import export_to

@@ -32,24 +32,42 @@ def properties(model: onnx.ModelProto) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
 
+def input_format_of(props: dict[str, str]) -> str:
+    """The input a graph takes (processing.INPUT_FORMATS): `uint8` for `export --input-format uint8`, else `float`
+    (graphs exported before the option existed carry no entry)."""
+    from edge_lwdetr.processing import INPUT_FORMATS
+
+    value = props.get("edge_lwdetr.input_format", "float")
+    if value not in INPUT_FORMATS:
+        raise EdgeLwdetrError(
+            f"the graph's edge_lwdetr.input_format is {value!r}, which this edge-lwdetr does not know "
+            f"({', '.join(INPUT_FORMATS)}): update edge-lwdetr or export the model again"
+        )
+    return value
+
+
 @dataclass(frozen=True)
 class GraphMetadata:
     image_size: int  # the square input side (from the metadata, else the input's static shape; 0: unknown)
     variant: str  # tiny ... xlarge, or custom
     id2label: dict[int, str]  # empty when the export recorded no names
     num_select: int | None  # the original checkpoint's top-k, when it had one
+    input_format: str  # float ([B, 3, S, S] RGB in [0, 1]) or uint8 ([B, S, S, 3] BGR)
 
 
 def graph_metadata(model: onnx.ModelProto) -> GraphMetadata:
     props = properties(model)
     dims = model.graph.input[0].type.tensor_type.shape.dim if model.graph.input else []
-    size = props.get("edge_lwdetr.image_size") or (dims[2].dim_value if len(dims) > 2 else 0)
+    input_format = input_format_of(props)
+    side = 1 if input_format == "uint8" else 2  # NHWC or NCHW
+    size = props.get("edge_lwdetr.image_size") or (dims[side].dim_value if len(dims) > side else 0)
     labels = json.loads(props.get("edge_lwdetr.id2label") or "{}")
     return GraphMetadata(
         image_size=int(size),
         variant=props.get("edge_lwdetr.variant", "custom"),
         id2label={int(k): v for k, v in labels.items()},
         num_select=int(props["edge_lwdetr.num_select"]) if "edge_lwdetr.num_select" in props else None,
+        input_format=input_format,
     )
 
 
@@ -74,6 +92,15 @@ def artefact_precision(path: Path) -> str:
     if path.suffix != ".onnx":
         return "fp32"
     return graph_precision(load_onnx(path))
+
+
+def artefact_input_format(path: Path) -> str:
+    """float or uint8 (processing.INPUT_FORMATS) for an ONNX graph or an engine (its sidecar); float for weights."""
+    if path.suffix in (".engine", ".plan"):
+        from edge_lwdetr.engine.sidecar import read_sidecar
+
+        return (read_sidecar(path) or {}).get("input_format", "float")
+    return graph_metadata(load_onnx(path)).input_format if path.suffix == ".onnx" else "float"
 
 
 def artefact_identity(path: Path) -> dict:

@@ -204,6 +204,9 @@ def run_run(args: argparse.Namespace) -> None:
 
     sources = expand_sources(args.source)
     if len(sources) == 1 and is_image_file(sources[0]):
+        if args.track:
+            raise EdgeLwdetrError(f"--track follows objects across frames; {sources[0]} is one image: give a video, "
+                                  "an image folder, a camera or a stream")  # fmt: skip
         _predict_image(args, sources[0])
         return
     for source in sources:
@@ -277,6 +280,10 @@ def _run_stream(args: argparse.Namespace, sources: list[str]) -> None:
 
     if args.show and window_support():
         raise EdgeLwdetrError(f"--show: {window_support()}")
+    if args.track:
+        from edge_lwdetr.tracking import require_tracking
+
+        require_tracking()  # before anything opens
     if args.save and args.save.suffix.lower() not in SUFFIXES:
         raise EdgeLwdetrError(f"--save {args.save}: write the video as .mp4 (H.264) or .avi (Motion JPEG)")
     targets = _stream_targets(args, len(sources))
@@ -335,7 +342,7 @@ def _stream(args: argparse.Namespace, stop, uris: list[str], targets: dict):
         backend.close()
         raise Interrupted
     several = len(sources) > 1
-    feeds, tiled = [Feed(source, []) for source in sources], []
+    feeds, tiled = [Feed(source, [], _tracker(args, source)) for source in sources], []
     try:
         for k, feed in enumerate(feeds):
             video, jsonl = targets.get(_label("--save", k, several)), targets.get(_label("--save-json", k, several))
@@ -370,6 +377,15 @@ def _stream(args: argparse.Namespace, stop, uris: list[str], targets: dict):
         backend.close()
     _report_run(args, summary, sources, [s for feed in feeds for s in feed.sinks] + tiled, stop, log)
     return summary
+
+
+def _tracker(args: argparse.Namespace, source):
+    """With --track, a tracker for this source (each source's objects get their own ids)."""
+    if not args.track:
+        return None
+    from edge_lwdetr.tracking import Tracker
+
+    return Tracker(frame_rate=source.fps / args.vid_stride if source.fps else 0.0)  # the rate the tracker sees
 
 
 def _counts(summary, live: bool, vid_stride: int) -> str:
@@ -691,9 +707,10 @@ def _add_serve(subparsers) -> None:
 def run_export_triton(args: argparse.Namespace) -> None:
     from edge_lwdetr.serving.export import export_triton
 
-    if args.precision not in (None, "fp32") or args.batch != 1 or args.dynamic_batch:
-        raise EdgeLwdetrError("--format triton writes an fp32 dynamic-batch graph: leave out --precision, --batch and "
-                              "--dynamic-batch (the GPU server builds the plan at the precision it wants)")  # fmt: skip
+    if args.precision not in (None, "fp32") or args.batch != 1 or args.dynamic_batch or args.input_format != "float":
+        raise EdgeLwdetrError("--format triton writes an fp32 dynamic-batch float-input graph: leave out --precision, "
+                              "--batch, --dynamic-batch and --input-format (the GPU server builds the plan at the "
+                              "precision it wants)")  # fmt: skip
     output = args.output or Path("lwdetr_triton")
     onnx_options = dict(imgsz=args.imgsz, opset=args.opset, msda=args.msda, variant=args.variant, ema=args.ema)
     with _outputs([args.weights], {"--output": output}, exist_ok=args.exist_ok, keep={"--output": "a repository"},

@@ -1,7 +1,8 @@
 """Draw detections on an image (OpenCV), legibly: one label per box, inside the image, never over another label.
 
 LW-DETR scores every (query, class) pair, so one query (one box) can be detected as several classes. Those share
-one rectangle and one label, the best class first and the runners-up after it: "circle 0.91 | star 0.12".
+one rectangle and one label, the best class first and the runners-up after it: "circle 0.91 | star 0.12"; with
+tracking, the object's track id first: "#3 circle 0.91".
 """
 
 from __future__ import annotations
@@ -41,6 +42,13 @@ def _place(box: tuple[int, int, int, int], size: tuple[int, int], placed: list, 
     return x, y, x + w, y + h
 
 
+def label_text(detections: list[Detection]) -> str:
+    """The label of one box: its classes, best first (up to three), after its track id when it has one."""
+    text = " | ".join(f"{d.name} {d.score:.2f}" for d in detections[:3])
+    track = detections[0].track_id
+    return f"#{track} {text}" if track is not None and track >= 0 else text
+
+
 def draw_detections(image_bgr: np.ndarray, detections: list[Detection]) -> np.ndarray:
     """A copy of the image with each box, and one label per box naming its classes and scores."""
     canvas = image_bgr.copy()
@@ -54,7 +62,7 @@ def draw_detections(image_bgr: np.ndarray, detections: list[Detection]) -> np.nd
         cv2.rectangle(canvas, (x1, y1), (x2, y2), label_colour(best.label), thickness)
     placed: list[tuple[int, int, int, int]] = []
     for best, box, dets in boxes:
-        text = " | ".join(f"{d.name} {d.score:.2f}" for d in dets[:3])
+        text = label_text(dets)
         (tw, th), base = cv2.getTextSize(text, FONT, scale, thickness)
         x1, y1, x2, y2 = _place(box, (tw + 2, th + base + 2), placed, canvas.shape[:2])
         placed.append((x1, y1, x2, y2))

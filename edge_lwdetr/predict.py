@@ -19,7 +19,7 @@ def top_k(backend: Backend) -> int | None:
 def model_input(backend: Backend, image_bgr: np.ndarray) -> np.ndarray:
     """One BGR frame as `backend`'s model takes it (one row of a batch). Every path that feeds a model frames calls
     this one function, so the input a model asks for is decided in one place."""
-    return to_model_input(image_bgr, backend.image_size)
+    return to_model_input(image_bgr, backend.image_size, backend.input_format)
 
 
 def detect(

@@ -1,7 +1,9 @@
 """Pre- and post-processing as LW-DETR's reference does it, in NumPy and OpenCV only (no torch on the runtime path).
 
-Pre: RGB, square resize to the model size without letterbox, values in [0, 1]; the ImageNet normalisation belongs
-to the model (inside the exported graph; `normalize` for PyTorch). Post: sigmoid, top-k over queries x classes,
+Pre: square resize to the model size without letterbox, then, for a `float` model, RGB, CHW, values in [0, 1]; a
+`uint8` model (`export --input-format uint8`) takes the resized BGR frame as it is, and does the channel order,
+layout and scaling inside its graph. The ImageNet normalisation belongs to the model (inside the exported graph;
+`normalize` for PyTorch). Post: sigmoid, top-k over queries x classes,
 boxes from normalised (cx, cy, w, h) to (x1, y1, x2, y2) in original image pixels, no NMS.
 """
 
@@ -12,9 +14,12 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
+from edge_lwdetr.defaults import INPUT_FORMAT_NAMES
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}  # image files in folder sources
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+INPUT_FORMATS = dict(zip(INPUT_FORMAT_NAMES, (np.float32, np.uint8)))  # each input format's element type
 
 
 @dataclass
@@ -23,16 +28,28 @@ class Detection:
     name: str
     score: float
     box: list[float]  # x1, y1, x2, y2 in original image pixels
+    track_id: int | None = None  # None: not tracking; with --track the object's id, -1 while on no track (tracking.py)
 
     def to_json(self) -> dict:
-        return asdict(self)
+        record = asdict(self)
+        if self.track_id is None:  # records of untracked runs stay as they were
+            del record["track_id"]
+        return record
 
 
-def to_model_input(image_bgr: np.ndarray, size: int) -> np.ndarray:
-    """HxWx3 uint8 BGR -> 3 x size x size float32 RGB in [0, 1], resized as the reference does (`resize_like_pil`)."""
+def to_model_input(image_bgr: np.ndarray, size: int, input_format: str = "float") -> np.ndarray:
+    """HxWx3 uint8 BGR -> one image of the model's input, resized as the reference does (`resize_like_pil`):
+    float: 3 x size x size float32 RGB in [0, 1]; uint8: size x size x 3 uint8 BGR (the rest is in the graph)."""
     resized = resize_like_pil(image_bgr, size, size)
+    if input_format == "uint8":
+        return np.ascontiguousarray(resized)
     rgb = cv2.cvtColor(resized, cv2.COLOR_BGR2RGB)
     return np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32) * np.float32(1 / 255)
+
+
+def input_shape(batch: int, size: int, input_format: str) -> tuple[int, int, int, int]:
+    """The model input's shape for `batch` images: NCHW for float models, NHWC for uint8 ones."""
+    return (batch, size, size, 3) if input_format == "uint8" else (batch, 3, size, size)
 
 
 def resize_like_pil(image: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_lwdetr.artefacts import artefact_precision
+from edge_lwdetr.artefacts import artefact_input_format, artefact_precision
 from edge_lwdetr.backends import Backend
 from edge_lwdetr.defaults import DEFAULT_CONF
 from edge_lwdetr.device import gpu_info
@@ -276,11 +276,15 @@ def compare_accuracy(
     precision = precision or artefact_precision(model)
     tolerance = tolerance or TOLERANCES[precision]
     frames = gate_frames(samples)
-    feeds = [{"images": to_model_input(frame, image_size)[None]} for frame in frames]
     polygraphy_quiet()
-    runners = [polygraphy_runner(reference, None), polygraphy_runner(model, plugin)]
-    results = Comparator.run(runners, data_loader=feeds)
-    (_, reference_runs), (_, model_runs) = results
+    # Each side is fed in its own input format (a uint8 engine against an FP32 float reference): one run each.
+    reference_runs, model_runs = (
+        Comparator.run(
+            [polygraphy_runner(path, path_plugin)],
+            data_loader=[{"images": to_model_input(f, image_size, artefact_input_format(path))[None]} for f in frames],
+        )[0][1]
+        for path, path_plugin in ((reference, None), (model, plugin))
+    )
     reference_runs = [{k: np.asarray(v, np.float32) for k, v in r.items()} for r in reference_runs]
     model_runs = [{k: np.asarray(v, np.float32) for k, v in r.items()} for r in model_runs]
     id2label = meta.id2label or default_id2label(reference_runs[0]["logits"].shape[-1])

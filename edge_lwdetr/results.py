@@ -19,11 +19,19 @@ class Result:
     frame: int  # the frame's index in its source (0 for an image)
     shape: tuple[int, int]  # (height, width) of the source frame
     image: np.ndarray | None = field(default=None, repr=False)  # the BGR frame, for plot()
+    track_ids: np.ndarray | None = None  # [N] int64 with tracking (predict(track=True)), -1: on no track; else None
 
     @classmethod
     def from_detections(
-        cls, detections: list[Detection], names: dict[int, str], source: str, frame: int, image: np.ndarray
+        cls,
+        detections: list[Detection],
+        names: dict[int, str],
+        source: str,
+        frame: int,
+        image: np.ndarray,
+        tracked: bool = False,
     ) -> Result:
+        """`tracked`: the detections went through a tracking.Tracker (their track_id is set)."""
         return cls(
             xyxy=np.array([d.box for d in detections], np.float32).reshape(-1, 4),
             scores=np.array([d.score for d in detections], np.float32),
@@ -33,15 +41,17 @@ class Result:
             frame=frame,
             shape=(int(image.shape[0]), int(image.shape[1])),
             image=image,
+            track_ids=np.array([d.track_id for d in detections], np.int64) if tracked else None,
         )
 
     def __len__(self) -> int:
         return len(self.scores)
 
     def detections(self) -> list[Detection]:
+        track_ids = [None] * len(self) if self.track_ids is None else [int(t) for t in self.track_ids]
         return [
-            Detection(int(label), self.names.get(int(label), str(label)), float(score), [float(v) for v in box])
-            for box, score, label in zip(self.xyxy, self.scores, self.labels)
+            Detection(int(label), self.names.get(int(label), str(label)), float(score), [float(v) for v in box], track)
+            for box, score, label, track in zip(self.xyxy, self.scores, self.labels, track_ids)
         ]
 
     def plot(self) -> np.ndarray:

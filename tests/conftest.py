@@ -38,3 +38,14 @@ def native_export(hf_checkpoint, tmp_path_factory):
         return cache[variant]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def bundled_onnx(tmp_path_factory):
+    """The bundled model's float-input export (native MSDA), exported once."""
+    from edge_lwdetr.bundled import BUNDLED_MODEL
+    from edge_lwdetr.export.onnx_export import export_onnx
+
+    path = tmp_path_factory.mktemp("bundled") / "float.onnx"
+    export_onnx(BUNDLED_MODEL, path, msda="native")
+    return path

@@ -9,7 +9,7 @@ class StandInBackend:
     """A stand-in model for testing the pipeline (not a model): fixed outputs, optionally slower than decoding.
     `batch` set: a static-batch model; `calls` records the batch size of every call."""
 
-    name, image_size, variant = "stand-in", 64, "none"
+    name, image_size, input_format, variant = "stand-in", 64, "float", "none"
     id2label = {0: "thing"}
 
     def __init__(self, delay_s: float = 0.0, batch: int | None = None):

@@ -24,7 +24,7 @@ def coco_folder(folder, count=6, seed=0):
 class OracleBackend:
     """Returns each image's ground truth as model outputs, in evaluation order: the evaluation must score 1.0."""
 
-    name, image_size, stage_ms = "oracle", 256, {}
+    name, image_size, input_format, stage_ms = "oracle", 256, "float", {}
 
     def __init__(self, annotations, count, queries=20, classes=6):
         self.id2label = {i: f"shape{i}" for i in range(classes)}

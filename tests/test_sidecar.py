@@ -87,6 +87,7 @@ def test_engine_without_sidecar_is_described_by_its_tensors(tmp_path):
     )
     assert meta == {
         "image_size": 384,
+        "input_format": "float",
         "input": "images",
         "outputs": {"logits": "logits", "boxes": "pred_boxes"},
         "id2label": {},

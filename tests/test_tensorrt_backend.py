@@ -70,7 +70,7 @@ def stand_in_cuda(device_outputs: dict):
     return cuda
 
 
-def backend_with(context: StandInContext, device_outputs: dict) -> TensorRTBackend:
+def backend_with(context: StandInContext, device_outputs: dict, input_format: str = "float") -> TensorRTBackend:
     backend = object.__new__(TensorRTBackend)
     backend._trt = types.SimpleNamespace(nptype=lambda dtype: dtype)
     backend._cuda = stand_in_cuda(device_outputs)
@@ -79,12 +79,21 @@ def backend_with(context: StandInContext, device_outputs: dict) -> TensorRTBacke
     backend.events = [StandInEvent() for _ in range(4)]
     backend._input, backend._outputs = "images", ("logits", "pred_boxes")
     backend.image_size, backend._batch, backend._buffers = SIZE, 0, {}
+    backend.input_format = input_format
     backend._graph, backend._use_cuda_graph, backend._context_handle = None, False, None
     return backend
 
 
 def frame(batch: int = 1) -> np.ndarray:
     return np.zeros((batch, 3, SIZE, SIZE), np.float32)
+
+
+def test_uint8_engine_is_asked_for_nhwc_frames():
+    """An `--input-format uint8` engine: set_input_shape gets [B, S, S, 3], the frames are copied as they are."""
+    context = StandInContext()
+    backend = backend_with(context, {"value": 1.0}, "uint8")
+    backend.infer(np.zeros((2, SIZE, SIZE, 3), np.uint8))
+    assert context.shapes["images"] == (2, SIZE, SIZE, 3)
 
 
 def test_false_from_execute_raises_instead_of_returning_the_previous_frame():

@@ -1,10 +1,11 @@
 """Inference backends behind one interface.
 
-Every local backend takes a batch [B, 3, S, S] float32 RGB in [0, 1] (the exported graph's input contract: the
-normalisation is part of the model) and returns logits [B, Q, C] and boxes [B, Q, 4] as NumPy arrays. A served model
-(triton://...) is a `FrameBackend`: its server does the pre- and postprocessing, so it takes a BGR frame and returns
-detections; `predict.detect` calls either kind. Backends are imported lazily, so the CPU path never imports what
-another backend needs.
+Every local backend takes a batch in its model's `input_format` (processing.INPUT_FORMATS: [B, 3, S, S] float32 RGB
+in [0, 1], or, for a graph exported with `--input-format uint8`, [B, S, S, 3] uint8 BGR; the normalisation is part
+of the model; processing.to_model_input makes either) and returns logits [B, Q, C] and boxes [B, Q, 4] as NumPy
+arrays. A served model (triton://...) is a `FrameBackend`: its server does the pre- and postprocessing, so it takes
+a BGR frame and returns detections; `predict.detect` calls either kind. Backends are imported lazily, so the CPU
+path never imports what another backend needs.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class Backend(Protocol):
     name: str
     image_size: int
     variant: str
+    input_format: str  # float or uint8, from the model (graph metadata, engine sidecar); weights: float
     id2label: dict[int, str]
 
     stage_ms: dict[str, float]  # the last call's stage times (h2d / infer / d2h where the backend can tell)

@@ -10,6 +10,7 @@ import numpy as np
 from edge_lwdetr.device import gpu_info
 from edge_lwdetr.errors import EdgeLwdetrError
 from edge_lwdetr.labels import default_id2label
+from edge_lwdetr.processing import INPUT_FORMATS
 
 INPUTS, OUTPUTS = ("images",), ("logits", "pred_boxes")  # the graph contract of `edge-lwdetr export`
 WEIGHTED_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "LayerNormalization", "BatchNormalization"}
@@ -60,7 +61,8 @@ class OnnxRuntimeBackend:
         self.session = ort.InferenceSession(with_reference_functions(model).SerializeToString(), options, providers=providers)
         self.device = self.session.get_providers()[0]
         shape = self.session.get_inputs()[0].shape
-        self.image_size = meta.image_size or int(shape[2])
+        self.input_format = meta.input_format
+        self.image_size = meta.image_size or int(shape[2])  # square: axis 2 is a side in NCHW and NHWC alike
         self.batch = shape[0] if isinstance(shape[0], int) else None  # None: dynamic
         self.variant, self.num_select = meta.variant, meta.num_select
         outputs = {o.name: o.shape for o in self.session.get_outputs()}
@@ -69,7 +71,7 @@ class OnnxRuntimeBackend:
 
     def infer(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         start = time.perf_counter()
-        logits, boxes = self.session.run(["logits", "pred_boxes"], {"images": np.ascontiguousarray(images, np.float32)})
+        logits, boxes = self.session.run(["logits", "pred_boxes"], {"images": np.ascontiguousarray(images, INPUT_FORMATS[self.input_format])})
         self.stage_ms = {"infer": (time.perf_counter() - start) * 1000}
         return logits, boxes
 

@@ -25,6 +25,7 @@ from edge_lwdetr.engine.plugin import plugin_library
 from edge_lwdetr.engine.sidecar import IoTensor, check_sidecar, metadata_without_sidecar, read_sidecar
 from edge_lwdetr.errors import EdgeLwdetrError
 from edge_lwdetr.labels import default_id2label
+from edge_lwdetr.processing import input_shape
 
 
 class CaptureFailed(RuntimeError):
@@ -202,6 +203,7 @@ class TensorRTBackend:
         self.stream = cuda.Stream()
         self.events = [cuda.Event() for _ in range(4)]
         self.image_size = int(meta["image_size"])
+        self.input_format = meta.get("input_format", "float")  # sidecars written before the option: float
         self.variant = meta.get("variant") or "custom"
         labels = meta.get("id2label") or {}
         self.id2label = {int(k): v for k, v in labels.items()} or default_id2label(91)
@@ -232,7 +234,7 @@ class TensorRTBackend:
             self._graph = None
         self._batch = 0  # until every step below has succeeded
         _check(
-            self.context.set_input_shape(self._input, (batch, 3, self.image_size, self.image_size)),
+            self.context.set_input_shape(self._input, input_shape(batch, self.image_size, self.input_format)),
             f"set_input_shape({self._input}, batch {batch})",
             "the batch is outside the engine's optimization profile; rebuild with a wider --batch-profile",
         )

@@ -32,6 +32,7 @@ def torch_device(name: str | None) -> str:
 
 class TorchBackend:
     name = "torch"
+    input_format = "float"  # the module takes float images; uint8 input is an export option
 
     def __init__(
         self,

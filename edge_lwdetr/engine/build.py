@@ -87,7 +87,7 @@ def build(
     if precision == "int8" and carried != "int8":
         from edge_lwdetr.engine.calibration import calibration_images
 
-        calibration = calibration_images(calib_data, options.calib_count, image_size)
+        calibration = calibration_images(calib_data, options.calib_count, image_size, meta.input_format)
     if precision != "fp32" and carried == precision:
         log(f"{onnx_path} already is an {precision} graph: built as it is")
     elif precision != "fp32":
@@ -119,7 +119,9 @@ def build(
         raise EdgeLwdetrError(f"{onnx_path} has a static batch: --batch-profile needs an export with --dynamic-batch")
     options = replace(options, batch_profile=(options.batch_profile or DEFAULT_BATCH_PROFILE) if dynamic else None)
     log("building the TensorRT engine")
-    built = build_engine(graph_path, plugin if msda == "plugin" else None, len(nodes), options, image_size)
+    built = build_engine(
+        graph_path, plugin if msda == "plugin" else None, len(nodes), options, image_size, meta.input_format
+    )
     write_bytes(output, built.serialized)
     write_sidecar(
         output,
@@ -130,6 +132,7 @@ def build(
             "precision": precision,
             "precision_report": built.precision_report,
             "image_size": image_size,
+            "input_format": meta.input_format,  # what the runtime feeds (processing.to_model_input)
             "batch_profile": list(options.batch_profile) if options.batch_profile else None,
             "id2label": meta.id2label,
             "variant": meta.variant,

@@ -11,8 +11,9 @@ from edge_lwdetr.processing import IMAGE_SUFFIXES, to_model_input
 from edge_lwdetr.progress import progress_bar
 
 
-def calibration_images(source: Path, count: int, size: int) -> np.ndarray:
-    """Up to `count` images [K, 3, size, size] in [0, 1]: evenly spread over a folder's images or a video's frames."""
+def calibration_images(source: Path, count: int, size: int, input_format: str = "float") -> np.ndarray:
+    """Up to `count` model inputs (K images of `input_format`: [K, 3, size, size] in [0, 1], or uint8 [K, size, size,
+    3] BGR), evenly spread over a folder's images or a video's frames."""
     if count < 1:
         raise EdgeLwdetrError(f"--calib-count {count} must be at least 1")
     if source.is_dir():
@@ -26,15 +27,15 @@ def calibration_images(source: Path, count: int, size: int) -> np.ndarray:
                 image = cv2.imread(str(path), cv2.IMREAD_COLOR)
                 if image is None:
                     raise EdgeLwdetrError(f"cannot decode calibration image {path}")
-                frames.append(to_model_input(image, size))
+                frames.append(to_model_input(image, size, input_format))
                 progress.update()
         return np.stack(frames)
     if source.is_file():
-        return _video_frames(source, count, size)
+        return _video_frames(source, count, size, input_format)
     raise EdgeLwdetrError(f"calibration data not found: {source} (pass an image folder or a video file)")
 
 
-def _video_frames(path: Path, count: int, size: int) -> np.ndarray:
+def _video_frames(path: Path, count: int, size: int, input_format: str) -> np.ndarray:
     capture = cv2.VideoCapture(str(path))
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
     if total <= 0:
@@ -47,7 +48,7 @@ def _video_frames(path: Path, count: int, size: int) -> np.ndarray:
             if not ok:
                 break
             if index in wanted:
-                frames.append(to_model_input(frame, size))
+                frames.append(to_model_input(frame, size, input_format))
                 progress.update()
     capture.release()
     if not frames:

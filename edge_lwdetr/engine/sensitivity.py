@@ -94,7 +94,8 @@ def measure(
     reference = _Graph(inlined, labels).run(sample)
     id2label = labels or default_id2label(reference[0]["logits"].shape[-1])
     fp32_map = _map(_Graph(inlined, id2label), data, data_images) if data else None
-    frames = [np.zeros(image.shape[1:], np.uint8) for image in sample]  # sizes only: boxes in input pixels
+    # Sizes only (boxes in input pixels); the side is axis 1 of a CHW float and of an HWC uint8 image alike.
+    frames = [np.zeros((image.shape[1], image.shape[1]), np.uint8) for image in sample]
     truth = _truth(_detections(reference, frames, id2label))
     rows = []
     for name in groups or list(found):
@@ -188,11 +189,13 @@ class _Graph:
         with gpu_hidden():
             self.session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
         self.image_size = self.session.get_inputs()[0].shape[2]
+        # From the input's type: ModelOpt's graphs carry no metadata.
+        self.input_format = "uint8" if self.session.get_inputs()[0].type == "tensor(uint8)" else "float"
         self.id2label = id2label
         self.stage_ms: dict[str, float] = {}
 
     def infer(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        logits, boxes = self.session.run(["logits", "pred_boxes"], {"images": images.astype(np.float32)})
+        logits, boxes = self.session.run(["logits", "pred_boxes"], {"images": images})
         return logits, boxes
 
     def run(self, images: np.ndarray) -> list[dict[str, np.ndarray]]:

@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 
 from edge_lwdetr import outputs
+from edge_lwdetr.artefacts import graph_metadata, load_onnx
 from edge_lwdetr.engine.calibration import calibration_images
 from edge_lwdetr.engine.sensitivity import keep_in_fp16, measure
-from edge_lwdetr.export.rewrite import load_onnx, to_native
+from edge_lwdetr.export.rewrite import to_native
 
 
 def sensitivity_report(
@@ -17,9 +18,8 @@ def sensitivity_report(
     data: Path | None = None, data_images: int = 100, log=print,
 ) -> dict:  # fmt: skip
     model = to_native(load_onnx(onnx_path))
-    meta = {p.key: p.value for p in model.metadata_props}
-    size = int(meta.get("edge_lwdetr.image_size") or model.graph.input[0].type.tensor_type.shape.dim[2].dim_value)
-    calibration = calibration_images(calib_data, calib_count, size)
+    meta = graph_metadata(model)
+    calibration = calibration_images(calib_data, calib_count, meta.image_size, meta.input_format)
     report = measure(model, calibration, groups, log, data, data_images)
     report["choice"] = keep_in_fp16(report, budget)
     report["onnx"] = str(onnx_path)

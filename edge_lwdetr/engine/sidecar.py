@@ -120,22 +120,25 @@ def metadata_without_sidecar(engine: Path, io: list[IoTensor], onnx_metadata: di
     """What the runtime needs, for an engine without a sidecar: the image input, the logits and boxes outputs,
     the image size, and the labels and variant from the source ONNX's metadata when it was found.
 
-    The input is the one [B, 3, S, S] tensor; the outputs are told apart by shape: boxes end in 4, logits are the
+    The input is the one [B, 3, S, S] tensor, or [B, S, S, 3] for an `--input-format uint8` export (the only NHWC
+    input edge-lwdetr exports, so the layout tells the format); the outputs are told apart by shape: boxes end in 4, logits are the
     other [B, Q, C] tensor (the names of edge-lwdetr's export, `logits` and `pred_boxes`, are preferred).
     """
     inputs = [t for t in io if t.is_input]
     outputs = [t for t in io if not t.is_input]
-    if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].shape[1] != 3:
+    nhwc = len(inputs) == 1 and len(inputs[0].shape) == 4 and inputs[0].shape[3] == 3 and inputs[0].shape[1] != 3
+    if len(inputs) != 1 or len(inputs[0].shape) != 4 or (inputs[0].shape[1] != 3 and not nhwc):
         described = ", ".join(f"{t.name} {list(t.shape)}" for t in inputs)
         raise EdgeLwdetrError(
-            f"{engine} has no sidecar and its inputs ({described}) are not one image batch [B, 3, S, S]: it is not "
-            "an LW-DETR engine edge-lwdetr can run; build one with `edge-lwdetr build`"
+            f"{engine} has no sidecar and its inputs ({described}) are not one image batch [B, 3, S, S] (or uint8 "
+            "[B, S, S, 3]): it is not an LW-DETR engine edge-lwdetr can run; build one with `edge-lwdetr build`"
         )
     image = inputs[0]
-    size = image.shape[2] if image.shape[2] > 0 else (image.profile_max[2] if image.profile_max else -1)
+    side, other_side = (1, 2) if nhwc else (2, 3)
+    size = image.shape[side] if image.shape[side] > 0 else (image.profile_max[side] if image.profile_max else -1)
     if "edge_lwdetr.image_size" in onnx_metadata:
         size = int(onnx_metadata["edge_lwdetr.image_size"])
-    if size <= 0 or (image.shape[3] > 0 and image.shape[3] != size):
+    if size <= 0 or (image.shape[other_side] > 0 and image.shape[other_side] != size):
         raise EdgeLwdetrError(
             f"{engine} has no sidecar and its input {image.name} {list(image.shape)} is not a square image of known size"
         )
@@ -150,6 +153,7 @@ def metadata_without_sidecar(engine: Path, io: list[IoTensor], onnx_metadata: di
         )
     return {
         "image_size": size,
+        "input_format": "uint8" if nhwc else "float",
         "input": image.name,
         "outputs": {"logits": logits.name, "boxes": boxes.name},
         "id2label": json.loads(onnx_metadata.get("edge_lwdetr.id2label", "{}")),

@@ -21,6 +21,7 @@ from edge_lwdetr.engine.trt_inspect import engine_information, engine_informatio
 from edge_lwdetr.errors import EdgeLwdetrError
 from edge_lwdetr.msda_onnx import PLUGIN, PLUGIN_VERSION
 from edge_lwdetr.outputs import write_bytes
+from edge_lwdetr.processing import input_shape
 
 
 @dataclass
@@ -94,7 +95,12 @@ def progress_monitor(trt, progress: BuildProgress):
 
 
 def build_engine(
-    onnx_path: Path, plugin_library: Path | None, expected_plugins: int, options: EngineOptions, image_size: int
+    onnx_path: Path,
+    plugin_library: Path | None,
+    expected_plugins: int,
+    options: EngineOptions,
+    image_size: int,
+    input_format: str = "float",
 ) -> BuiltEngine:
     """Parse, check the plugin census, build, and judge the precision from the engine inspector."""
     trt = import_tensorrt()
@@ -148,8 +154,7 @@ def build_engine(
             config.set_flag(getattr(trt.BuilderFlag, flag))
     if options.batch_profile is not None:
         profile = builder.create_optimization_profile()
-        size = image_size
-        lo, opt, hi = ((b, 3, size, size) for b in options.batch_profile)
+        lo, opt, hi = (input_shape(b, image_size, input_format) for b in options.batch_profile)
         profile.set_shape("images", lo, opt, hi)
         if config.add_optimization_profile(profile) < 0:
             raise EdgeLwdetrError(

@@ -1,6 +1,7 @@
 """PyTorch LW-DETR -> one self-contained, simplified ONNX file with the normalisation inside and metadata.
 
-Graph contract: input `images` float32 [B, 3, H, W] RGB in [0, 1]; outputs `logits` [B, Q, C] before the sigmoid
+Graph contract: input `images` float32 [B, 3, H, W] RGB in [0, 1] (`input_format="uint8"`: uint8 [B, H, W, 3] BGR,
+as OpenCV decodes, with the cast, layout, channel order and scaling inside the graph); outputs `logits` [B, Q, C] before the sigmoid
 and `pred_boxes` [B, Q, 4] normalised (cx, cy, w, h). Each MSDA is a single node (see msda_onnx.py), rewritten to a
 TensorRT plugin node unless `msda="native"`.
 """
@@ -29,7 +30,7 @@ from edge_lwdetr.model.config import DEFAULT_IMAGE_SIZE, check_image_size
 from edge_lwdetr.model.loading import LoadedModel, load_model
 from edge_lwdetr.outputs import atomic_file
 from edge_lwdetr.progress import Steps
-from edge_lwdetr.processing import IMAGENET_MEAN, IMAGENET_STD
+from edge_lwdetr.processing import IMAGENET_MEAN, IMAGENET_STD, INPUT_FORMATS
 
 # The dynamo exporter emits opset 18 at the lowest; TensorRT 10.0+ parses opsets 9-20 (JetPack 6 has 10.3).
 MAX_PROTOBUF_BYTES = 2**31 - 1
@@ -48,6 +49,23 @@ class NormalizedInput(nn.Module):
         return self.model((images - self.mean) / self.std)
 
 
+class Uint8Input(nn.Module):
+    """The model taking uint8 [B, H, W, 3] BGR frames: the CPU only resizes, and the copy to the GPU moves a quarter
+    of the bytes. Layout and channel order change on the uint8 tensor (a quarter of the bytes of float), then one
+    cast and one multiply-add per channel: (x / 255 - mean) / std, folded."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        scale, shift = 1 / (255 * IMAGENET_STD), -IMAGENET_MEAN / IMAGENET_STD
+        self.register_buffer("scale", torch.from_numpy(scale).view(1, 3, 1, 1))
+        self.register_buffer("shift", torch.from_numpy(shift).view(1, 3, 1, 1))
+
+    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        rgb = frames.permute(0, 3, 1, 2).flip(1)  # NHWC BGR -> NCHW RGB
+        return self.model(rgb.float() * self.scale + self.shift)
+
+
 def export_onnx(
     weights: str | Path,
     output: Path,
@@ -60,12 +78,16 @@ def export_onnx(
     variant: str | None = None,
     log: Callable[[str], None] = lambda message: None,
     ema: bool = False,
+    input_format: str = "float",
 ) -> onnx.ModelProto:
-    """Export `weights` to `output` at `imgsz` (default: the size the weights' folder names, else 640)."""
+    """Export `weights` to `output` at `imgsz` (default: the size the weights' folder names, else 640); the graph takes
+    `input_format` images (processing.INPUT_FORMATS: float RGB NCHW in [0, 1], or uint8 BGR NHWC)."""
     if opset not in OPSETS:
         raise EdgeLwdetrError(f"--opset {opset} is not supported: choose one of {', '.join(map(str, OPSETS))}")
     if msda not in ("native", "plugin", "builtin"):
         raise EdgeLwdetrError(f"--msda {msda} is unknown: choose native, plugin or builtin")
+    if input_format not in INPUT_FORMATS:
+        raise EdgeLwdetrError(f"--input-format {input_format} is unknown: choose {' or '.join(INPUT_FORMATS)}")
     if batch < 1:
         raise EdgeLwdetrError(f"--batch {batch} must be at least 1")
     if not output.parent.is_dir():
@@ -81,12 +103,12 @@ def export_onnx(
         log(f"loaded LW-DETR-{loaded.variant} from {weights}")
 
         progress.step("tracing (torch.onnx)")
-        model = trace_to_onnx(loaded, imgsz, batch, dynamic_batch, opset)
+        model = trace_to_onnx(loaded, imgsz, batch, dynamic_batch, opset, input_format)
         log(f"traced to ONNX opset {opset} ({time.perf_counter() - started:.1f} s)")
         progress.step("simplifying (onnxslim)")
         model = simplify(model)
         model.functions.append(reference_function(NATIVE, num_levels_of(model, msda_nodes(model)[0]), opset))
-        options = ExportOptions(imgsz, batch, dynamic_batch, opset, variant, ema)
+        options = ExportOptions(imgsz, batch, dynamic_batch, opset, variant, ema, input_format)
         add_metadata(model, loaded, weights, imgsz, "dynamic" if dynamic_batch else str(batch), options)
         if msda != "native":
             progress.step("rewriting MSDA")
@@ -104,10 +126,17 @@ def export_onnx(
     return model
 
 
-def trace_to_onnx(loaded: LoadedModel, imgsz: int, batch: int, dynamic_batch: bool, opset: int) -> onnx.ModelProto:
-    wrapper = NormalizedInput(loaded.model).eval().cpu()
+def trace_to_onnx(
+    loaded: LoadedModel, imgsz: int, batch: int, dynamic_batch: bool, opset: int, input_format: str = "float"
+) -> onnx.ModelProto:
+    uint8 = input_format == "uint8"
+    wrapper = (Uint8Input if uint8 else NormalizedInput)(loaded.model).eval().cpu()
     # An example batch of 1 would make torch.export specialise the batch dimension to 1.
-    example = torch.rand(max(batch, 2) if dynamic_batch else batch, 3, imgsz, imgsz)
+    examples = max(batch, 2) if dynamic_batch else batch
+    if uint8:
+        example = torch.randint(0, 256, (examples, imgsz, imgsz, 3), dtype=torch.uint8)
+    else:
+        example = torch.rand(examples, 3, imgsz, imgsz)
     dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=1024)},) if dynamic_batch else None
     # The exporter logs every optional library it lacks (torchvision ops) and torch.export's deprecations.
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
@@ -135,9 +164,10 @@ def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def add_metadata(
-    model: onnx.ModelProto, loaded: LoadedModel, weights, imgsz: int, batch: str, options: ExportOptions | None = None
+    model: onnx.ModelProto, loaded: LoadedModel, weights, imgsz: int, batch: str, options: ExportOptions = ExportOptions()
 ) -> None:
-    config = loaded.config
+    config, input_format = loaded.config, options.input_format
+    layout = "BGR, NHWC, uint8 in [0, 255]" if input_format == "uint8" else "RGB, NCHW, float32 in [0, 1]"
     props = {
         "edge_lwdetr.version": __version__,
         "edge_lwdetr.variant": loaded.variant,
@@ -147,15 +177,17 @@ def add_metadata(
         # Two-stage proposals at the border: "rank" (the original code's selection) or "exclude" (transformers').
         "edge_lwdetr.border_proposals": config.border_proposals,
         "edge_lwdetr.id2label": json.dumps({str(k): v for k, v in loaded.id2label.items()}),
+        # Read by artefacts.input_format_of: what the runtime feeds (processing.to_model_input).
+        "edge_lwdetr.input_format": input_format,
         "edge_lwdetr.normalization": json.dumps(
-            {"input": "RGB, NCHW, float32 in [0, 1]", "mean": IMAGENET_MEAN.tolist(), "std": IMAGENET_STD.tolist()}
+            {"input": layout, "mean": IMAGENET_MEAN.tolist(), "std": IMAGENET_STD.tolist()}
         ),
         "edge_lwdetr.source": str(weights),
         "edge_lwdetr.source_sha256": sha256_of(*loaded.weights_files),
         METADATA_KEY: "native",
     }
-    if options is not None:  # how the graph was made, as `edge-lwdetr export` would be asked to make it again
-        props["edge_lwdetr.export_options"] = json.dumps(options.record())
+    # How the graph was made, as `edge-lwdetr export` would be asked to make it again.
+    props["edge_lwdetr.export_options"] = json.dumps(options.record())
     if loaded.num_select:  # the original checkpoint's --num_select: how many (query, class) pairs it evaluated
         props["edge_lwdetr.num_select"] = str(loaded.num_select)
     if loaded.weights_key:  # which entry of a training checkpoint: 'model' or 'ema_model'

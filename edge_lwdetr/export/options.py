@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from edge_lwdetr.defaults import DEFAULT_OPSET
+from edge_lwdetr.defaults import DEFAULT_OPSET, INPUT_FORMAT_NAMES
 from edge_lwdetr.option_types import MAX_IMAGE_SIZE, at_least, image_size
 from edge_lwdetr.options import CliOptions, cli
 
@@ -30,4 +30,12 @@ class ExportOptions(CliOptions):
     ema: bool = field(
         default=False,
         metadata=cli("original training checkpoint (checkpoint.pth): load its ema_model weights, not model"),
+    )
+    input_format: str = field(
+        default="float",
+        metadata=cli(
+            "the graph's input: float (RGB NCHW in [0, 1], default) or uint8 (BGR NHWC frames as decoded: the cast, "
+            "layout and normalisation run in the graph, the CPU only resizes)",
+            choices=INPUT_FORMAT_NAMES,
+        ),
     )

@@ -30,6 +30,11 @@ class RunOptions(CliOptions):
     stream_timeout: float = field(
         default=5.0, metadata=cli("rtsp/http: open and read timeout in s (5)", type=positive)
     )
+    track: bool = field(
+        default=False,
+        metadata=cli("follow objects across frames (ByteTrack): a track id per detection in the JSONL and on the video; "
+                     "needs the track extra"),  # fmt: skip
+    )
     tile: bool = field(
         default=False, metadata=cli("several sources: --save writes one video of them side by side")
     )

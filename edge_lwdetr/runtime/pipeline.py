@@ -68,6 +68,7 @@ class Feed:
 
     source: object  # Source, FolderSource, or any object with read(), live, fps, uri and close()
     sinks: list
+    tracker: object | None = None  # a tracking.Tracker: this source's track ids (one tracker per source)
 
 
 @dataclass
@@ -190,10 +191,12 @@ def run_stream(
     stop: threading.Event,
     max_frames: int | None = None,
     vid_stride: int = 1,
+    tracker=None,
 ) -> RunSummary:
     """Run `backend` on every frame of `source` (the newest, for live sources) into `sinks` until the source ends,
-    `max_frames` are inferred or `stop` is set. Raises the first error of the source, the model or a sink."""
-    return run_streams(backend, [Feed(source, sinks)], conf, stop, max_frames, vid_stride)
+    `max_frames` are inferred or `stop` is set. Raises the first error of the source, the model or a sink.
+    `tracker`: a tracking.Tracker for this source, which gives each detection its track id."""
+    return run_streams(backend, [Feed(source, sinks, tracker)], conf, stop, max_frames, vid_stride)
 
 
 def run_streams(
@@ -277,6 +280,8 @@ def run_streams(
                         detections = row
                     else:
                         detections = postprocess(*row, item.frame.shape[:2], backend.id2label, conf, select)
+                    if feeds[lane].tracker is not None:  # this sink thread sees the source's frames in order
+                        detections = feeds[lane].tracker.update(detections)
                     timings = item.timings | infer_ms | {"postprocess": (time.perf_counter() - begin) * 1000}
                     times.add(timings)
                     size = (item.frame.shape[1], item.frame.shape[0])
