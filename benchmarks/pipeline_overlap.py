@@ -6,7 +6,8 @@ the inference thread for a fixed time without using the CPU (a sleep, as waiting
 
 Generated H.264 files (moving shapes on a gradient, 30 FPS) are decoded, prepared, "inferred", post-processed and
 drawn; with --save each source's annotated video is also encoded (x264). It prints end-to-end FPS over the stand-in's
-ideal FPS (batch / infer time: the frames of all sources go in one call), the share of the run the model was busy,
+ideal FPS (batch / infer time: the frames of all sources go in one call; with --per-frame the stand-in holds the
+time per frame of the batch, as an engine whose time grows with the batch, and the ideal is 1 / infer time), the share of the run the model was busy,
 the CPU time the run spent per frame (all threads) and the rate the machine's cores could sustain at that cost
 (cores / CPU time per frame: the ratio cannot pass CPU-bound FPS / ideal), and the per-stage p50 times. The run
 time is bounded (about a minute and a half by default on a 2-core machine).
@@ -38,13 +39,14 @@ class SleepBackend:
 
     name, variant, device = "stand-in (sleep)", "none", "none"
 
-    def __init__(self, infer_ms: float, image_size: int, input_format: str = "float"):
+    def __init__(self, infer_ms: float, image_size: int, input_format: str = "float", per_frame: bool = False):
         self.infer_s, self.image_size, self.input_format, self.stage_ms = infer_ms / 1000, image_size, input_format, {}
+        self.per_frame = per_frame  # hold infer_ms per frame of the batch (an engine whose time grows with it)
         self.id2label = {0: "thing", 1: "other"}
 
     def infer(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         begin = time.perf_counter()
-        time.sleep(self.infer_s)
+        time.sleep(self.infer_s * (len(images) if self.per_frame else 1))
         logits = np.full((len(images), 30, 2), -9.0, np.float32)
         logits[:, :3, 0] = 4.0
         boxes = np.tile(
@@ -81,8 +83,10 @@ def generate(path: Path, size: tuple[int, int], frames: int, fps: int = 30) -> P
     return path
 
 
-def measure(video: Path, sources: int, save: Path | None, infer_ms: float, imgsz: int, input_format: str) -> dict:
-    backend = SleepBackend(infer_ms, imgsz, input_format)
+def measure(
+    video: Path, sources: int, save: Path | None, infer_ms: float, imgsz: int, input_format: str, per_frame: bool
+) -> dict:
+    backend = SleepBackend(infer_ms, imgsz, input_format, per_frame)
     opened = [open_source(str(video), log=lambda message: None) for _ in range(sources)]
     sinks = [
         [VideoSink(save.with_name(f"{save.stem}.{k}.mp4"), 30, log=lambda m: None)] if save else []
@@ -96,7 +100,7 @@ def measure(video: Path, sources: int, save: Path | None, infer_ms: float, imgsz
         summary = pipeline.run_streams(backend, feeds, 0.3, stop)
     cpu_ms = (time.process_time() - cpu) * 1000 / max(summary.written, 1)  # every thread of the run, per frame
     calls = getattr(summary, "batches", 0) or summary.inferred
-    ideal = sources / (infer_ms / 1000)
+    ideal = 1000 / infer_ms if per_frame else sources / (infer_ms / 1000)
     return {
         "cpu_ms": cpu_ms,
         "cpu_bound": (os.cpu_count() or 1) * 1000 / cpu_ms,
@@ -117,13 +121,16 @@ def main() -> None:
     parser.add_argument("--imgsz", type=int, default=640, help="the model input the frames are prepared for (640)")
     parser.add_argument("--frames", type=int, default=150, help="frames per generated file (150: 5 s at 30 FPS)")
     parser.add_argument("--no-save", action="store_true", help="skip the runs that encode the annotated videos")
+    parser.add_argument("--per-frame", action="store_true",
+                        help="the stand-in holds --infer-ms per frame of a batch (default: per call, whatever the batch)")
     parser.add_argument("--input-format", choices=["float", "uint8"], default="float",
                         help="the model input prepared: float (RGB NCHW in [0, 1]) or uint8 (export --input-format "
                         "uint8: resized BGR frames only)")  # fmt: skip
     args = parser.parse_args()
 
     print(
-        f"stand-in model: {args.infer_ms:g} ms per call (a sleep), {args.input_format} input {args.imgsz} px; "
+        f"stand-in model: {args.infer_ms:g} ms per {'frame' if args.per_frame else 'call'} (a sleep), "
+        f"{args.input_format} input {args.imgsz} px; "
         f"{args.frames} frames per source"
     )
     print(f"{os.cpu_count()} CPU cores; load average {os.getloadavg()[0]:.1f} at the start")
@@ -136,7 +143,7 @@ def main() -> None:
                 for save in [False] if args.no_save else [False, True]:
                     result = measure(
                         video, sources, Path(tmp) / "out.mp4" if save else None, args.infer_ms, args.imgsz,
-                        args.input_format,
+                        args.input_format, args.per_frame,
                     )
                     stages = "  ".join(f"{stage} {ms:.2f}" for stage, ms in result["stages"].items())
                     print(
