@@ -66,5 +66,5 @@ def test_triton_repository_refuses_a_precision_and_a_batch(capsys, tmp_path):
     assert main(["export", "--format", "triton", "--precision", "int8", "--output", str(tmp_path / "r")]) == 2
     assert "--format triton writes an fp32 dynamic-batch" in capsys.readouterr().err
     assert main(["export", "--format", "triton", "--batch", "4", "--output", str(tmp_path / "r")]) == 2
-    assert "leave out --precision, --batch and --dynamic-batch" in capsys.readouterr().err
+    assert "leave out --precision, --batch, --dynamic-batch and --input-format" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
