@@ -28,6 +28,13 @@ from edge_lwdetr.errors import EdgeLwdetrError
 from edge_lwdetr.export.msda_onnx import NATIVE, default_opset, form_of, msda_nodes, reference_function
 
 FP32_OP_TYPES = ["LayerNormalization", "Softmax", "Sin", "Cos", "Exp", "TopK", "ReduceMax"]
+# INT8 graphs: QuantizeLinear reads FP32 (its scale FP32; a Cast before it where the producer is FP16), while each
+# DequantizeLinear keeps an FP16 scale and feeds its FP16 MatMul/Conv directly, the Q/DQ -> layer pattern TensorRT
+# fuses. Why: ONNX Runtime's CPU QuantizeLinear truncates FP16 inputs toward zero instead of rounding to nearest
+# (microsoft/onnxruntime#18576, fixed upstream by PR 32452, still in 1.24), which shrank every INT8 tensor by half a
+# step on average and cost the bundled model 0.6 AP in ONNX Runtime; TensorRT quantizes by "clamping and rounding"
+# (its "Working with Quantized Types" guide) whatever the input type.
+Q_FP32 = ["QuantizeLinear"]
 # Layers whose outputs end the FP32 regions: the linear layers that run in FP16 (or INT8).
 _LINEAR = {"MatMul", "Gemm", "Conv"}
 
@@ -185,8 +192,9 @@ def precision_graph(
                 raise EdgeLwdetrError("int8 needs calibration images: pass --calib-data DIR_OR_VIDEO")
             quantized = Path(folder) / "int8.onnx"
             quantize_int8(source, quantized, exclude + [f"^{name}$" for name in fp16_nodes or []], calibration)
-            # ModelOpt's own FP16 pass ignores per-node exclusions: the non-INT8 rest gets ours.
-            converted = _autocast_fp16(quantized, exclude)
+            # ModelOpt's own FP16 pass ignores per-node exclusions: the non-INT8 rest gets ours, with QuantizeLinear
+            # left in FP32 (see Q_FP32).
+            converted = _autocast_fp16(quantized, exclude, extra_fp32_op_types=Q_FP32)
         else:
             raise EdgeLwdetrError(f"unknown precision '{precision}': choose fp32, fp16 or int8")
     return collapse_msda(converted, calls)
@@ -202,7 +210,7 @@ def _modelopt():
         ) from None
 
 
-def _autocast_fp16(source: Path, exclude: list[str]) -> onnx.ModelProto:
+def _autocast_fp16(source: Path, exclude: list[str], extra_fp32_op_types: list[str] = ()) -> onnx.ModelProto:
     _modelopt()
     from modelopt.onnx.autocast import convert_to_mixed_precision
 
@@ -211,7 +219,7 @@ def _autocast_fp16(source: Path, exclude: list[str]) -> onnx.ModelProto:
         low_precision_type="fp16",
         keep_io_types=True,  # the runtime feeds FP32 images and reads FP32 outputs on every precision
         nodes_to_exclude=exclude,
-        op_types_to_exclude=FP32_OP_TYPES,
+        op_types_to_exclude=FP32_OP_TYPES + list(extra_fp32_op_types),
     )
 
 
