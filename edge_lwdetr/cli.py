@@ -23,7 +23,7 @@ from edge_lwdetr import __version__
 from edge_lwdetr.bundled import BUNDLED_MODEL
 from edge_lwdetr.errors import EdgeLwdetrError
 from edge_lwdetr import quiet
-from edge_lwdetr.defaults import DEFAULT_CONF, DEFAULT_OPSET, target_trt_version
+from edge_lwdetr.defaults import DEFAULT_BUDGET_AP, DEFAULT_CONF, DEFAULT_OPSET, target_trt_version
 from edge_lwdetr.option_types import MAX_IMAGE_SIZE, at_least, image_size, in_unit_interval, int8_budget, positive
 from edge_lwdetr.signals import Stopped, stop_raises
 
@@ -480,7 +480,10 @@ def _add_quant_sensitivity(subparsers) -> None:
     p.add_argument("--data", type=Path, help="COCO folder: also each group's COCO mAP drop there")
     p.add_argument("--data-images", type=at_least(1), default=100, help="--data: images evaluated per group (100)")
     p.add_argument("--groups", nargs="+", help="measure only these groups (default: all)")
-    p.add_argument("--int8-budget", type=int8_budget, default=0.3, help="AP points the INT8 groups may lose (0.3)")
+    p.add_argument(
+        "--int8-budget", type=int8_budget, default=DEFAULT_BUDGET_AP,
+        help=f"AP points the INT8 graph may lose ({DEFAULT_BUDGET_AP})",
+    )  # fmt: skip
     p.add_argument("--report", type=Path, help="write the measure here as JSON")
     p.add_argument("--plot", type=Path, help="write a bar chart of cost and FLOP share (PNG, SVG, PDF or JPG)")
     p.set_defaults(run=run_quant_sensitivity)

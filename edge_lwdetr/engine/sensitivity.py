@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from edge_lwdetr.defaults import DEFAULT_BUDGET_AP
 from edge_lwdetr.engine.node_groups import LINEAR, linear_groups
 from edge_lwdetr.engine.precision import fp32_region, inline_msda, quantize_int8
 from edge_lwdetr.errors import EdgeLwdetrError
@@ -27,7 +28,6 @@ from edge_lwdetr.processing import postprocess
 from edge_lwdetr.profiling import GATE_CONF, GATE_FALLBACK_TOP, TOLERANCES, detection_agreement
 from edge_lwdetr.quiet import libraries_quiet
 
-DEFAULT_BUDGET_AP = 0.3
 # Images each group's cost is measured on, spread over the calibration set (which all serves to calibrate, so the
 # scales are the final INT8 graph's): every group costs one pass over them.
 SENSITIVITY_IMAGES = 32
@@ -158,7 +158,7 @@ def calibrated(report: dict, whole_loss: float) -> dict:
     sets the scale."""
     total = sum(row["ap_loss"] for row in report["groups"])
     scale = max(whole_loss, 0.0) / total if total > 0 else 0.0
-    groups = [row | {"ap_loss": row["ap_loss"] * scale} for row in report["groups"]]
+    groups = [row | {"ap_loss": row["ap_loss"] * scale, "ap_loss_vs_fp32": row["ap_loss"]} for row in report["groups"]]
     return report | {"groups": groups, "int8_ap_loss": whole_loss}
 
 
