@@ -46,7 +46,8 @@ def mixed_int8_graph(
     if measured > budget:
         report = calibrated(measure(native, calibration, log=log), measured)
         choice = keep_in_fp16(report, budget)
-        summary["groups"] = [{k: row[k] for k in ("group", "ap_loss", "flop_share", "recall")} for row in report["groups"]]
+        fields = ("group", "ap_loss", "ap_loss_vs_fp32", "flop_share", "recall")
+        summary["groups"] = [{k: row[k] for k in fields} for row in report["groups"]]
         with libraries_quiet():
             graph = precision_graph(native, "int8", calibration, fp16_nodes=choice["fp16_nodes"])
         measured = loss(graph)

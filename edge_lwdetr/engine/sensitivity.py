@@ -223,11 +223,10 @@ class _Graph:
 
         from edge_lwdetr.engine.precision import gpu_hidden
 
+        from edge_lwdetr.backends.onnxruntime_backend import optimization_level
+
         options = ort.SessionOptions()
-        # Basic optimisations only: the extended ones fuse Q/DQ into ORT's integer kernels, which refuse the
-        # per-channel scales ModelOpt gives a constant-folded activation; unfused, Q/DQ compute what TensorRT's
-        # INT8 layers do.
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.graph_optimization_level = optimization_level(model)
         with gpu_hidden():
             self.session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
         self.image_size = self.session.get_inputs()[0].shape[2]
