@@ -153,9 +153,9 @@ class GraphLoss:
 def calibrated(report: dict, whole_loss: float) -> dict:
     """`report` with its group costs scaled to sum to `whole_loss`, the measured loss of the all-INT8 graph.
 
-    One group at a time against the FP32 detections, the costs sum to many times what the whole INT8 graph loses
-    (2.5 AP summed where the graph lost 0.2 AP on 500 held-out scenes): they rank the groups, the measured whole
-    sets the scale."""
+    Measured one group at a time against the FP32 detections, the costs do not add up to what the whole INT8 graph
+    loses (the bundled model's 36 groups sum to 0.44 AP; the whole graph loses -0.07 AP on the calibration labels,
+    0.17 on 500 held-out scenes): they rank the groups, the measured whole sets the scale."""
     total = sum(row["ap_loss"] for row in report["groups"])
     scale = max(whole_loss, 0.0) / total if total > 0 else 0.0
     groups = [row | {"ap_loss": row["ap_loss"] * scale, "ap_loss_vs_fp32": row["ap_loss"]} for row in report["groups"]]
