@@ -44,6 +44,11 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
+CALIB_DATA_HELP = (
+    "int8: calibration images: a folder, a COCO folder (the INT8 budget then measured in mAP on its labels) or a video"
+)
+
+
 def _outputs(
     inputs, outputs: dict, *, exist_ok: bool = False, keep: dict | None = None, folders: tuple = ()
 ) -> contextlib.ExitStack:
@@ -77,7 +82,7 @@ def _add_export(subparsers) -> None:
     p.add_argument("--format", choices=["onnx", "engine", "triton"], default="onnx",
                    help="onnx (default), engine (TensorRT) or triton (a Triton model repository folder)")  # fmt: skip
     p.add_argument("--precision", choices=["fp32", "fp16", "int8"], help="default: fp32 for onnx, fp16 for engine")
-    p.add_argument("--data", "--calib-data", dest="calib_data", type=Path, help="int8: calibration images or a video")
+    p.add_argument("--data", "--calib-data", dest="calib_data", type=Path, help=CALIB_DATA_HELP)
     p.add_argument("--output", type=Path, help="file to write (default: the weights' name + .<precision>.onnx|.engine)")
     p.add_argument("--imgsz", type=image_size, help=IMGSZ_HELP)
     batch = p.add_mutually_exclusive_group()
@@ -156,7 +161,7 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--onnx", required=True, type=Path,
                    help="ONNX from `edge-lwdetr export` (any MSDA form, or a precision graph made on another machine)")  # fmt: skip
-    p.add_argument("--calib-data", "--data", dest="calib_data", type=Path, help="int8: calibration images or a video")
+    p.add_argument("--calib-data", "--data", dest="calib_data", type=Path, help=CALIB_DATA_HELP)
     p.add_argument("--output", type=Path, help="engine file (default: ONNX name + .<precision>.engine)")
     p.add_argument("--onnx-only", action="store_true", help="stop after writing the precision graph (no TensorRT)")
     p.add_argument("--plugin", type=Path, help=PLUGIN_HELP)
@@ -475,7 +480,7 @@ def _add_quant_sensitivity(subparsers) -> None:
         "quant-sensitivity", help="INT8 accuracy cost of each layer group, and the groups a budget keeps in FP16"
     )
     p.add_argument("--onnx", required=True, type=Path, help="native export (edge-lwdetr export --msda native)")
-    p.add_argument("--calib-data", required=True, type=Path, help="calibration images (a folder) or a video")
+    p.add_argument("--calib-data", required=True, type=Path, help=CALIB_DATA_HELP)
     p.add_argument("--calib-count", type=at_least(1), default=32, help="calibration images, spread over the data (32)")
     p.add_argument("--data", type=Path, help="COCO folder: also each group's COCO mAP drop there")
     p.add_argument("--data-images", type=at_least(1), default=100, help="--data: images evaluated per group (100)")

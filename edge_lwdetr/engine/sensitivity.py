@@ -221,9 +221,8 @@ class _Graph:
     def __init__(self, model: onnx.ModelProto, id2label: dict[int, str]):
         import onnxruntime as ort
 
-        from edge_lwdetr.engine.precision import gpu_hidden
-
         from edge_lwdetr.backends.onnxruntime_backend import optimization_level
+        from edge_lwdetr.engine.precision import gpu_hidden
 
         options = ort.SessionOptions()
         options.graph_optimization_level = optimization_level(model)
