@@ -201,6 +201,22 @@ def test_group_costs_are_scaled_to_the_measured_whole_and_the_budget_keeps_the_c
     assert keep_in_fp16(calibrated(report, whole_loss=0.2), budget=0.3)["kept_fp16"] == []
 
 
+def test_quant_sensitivity_command_prints_and_writes_the_table(native, tmp_path, capsys):
+    import json
+
+    from edge_lwdetr.cli import main
+    from edge_lwdetr.synthetic.dataset import write_coco
+
+    path, calibration, report = tmp_path / "native.onnx", tmp_path / "calib", tmp_path / "report.json"
+    onnx.save(native, path)
+    write_coco(calibration, 4, seed=0)  # a COCO folder: its images are read from images/
+    argv = ["quant-sensitivity", "--onnx", str(path), "--calib-data", str(calibration), "--calib-count", "4"]
+    assert main(argv + ["--groups", "box_head", "--report", str(report)]) == 0
+    out = capsys.readouterr().out
+    assert "box_head" in out and "unscaled (--groups)" in out and "budget 0.3 AP" in out
+    assert [row["group"] for row in json.loads(report.read_text())["groups"]] == ["box_head"]
+
+
 def test_calibration_images_are_spread_over_the_folder(tmp_path):
     import cv2
 

@@ -1,7 +1,7 @@
 """Explicit precision in the graph, as TensorRT 11 requires and 10.x strongly-typed builds honour.
 
 FP16: NVIDIA ModelOpt AutoCast. INT8: ModelOpt ONNX PTQ (explicit Q/DQ), calibrated with ONNX Runtime on the CPU,
-the rest in FP16. Both run on the native export before the MSDA rewrite, keeping in FP32: LayerNorm, softmax, the
+the rest in FP16 except QuantizeLinear (Q_FP32). Both run on the native export before the MSDA rewrite, keeping in FP32: LayerNorm, softmax, the
 sine position embedding, the two-stage score/top-k path, the reference-box and sampling-location arithmetic
 (including the box `exp`), and MSDA itself (whose value may be FP16: the plugin accumulates in FP32).
 
