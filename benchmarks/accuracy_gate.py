@@ -39,7 +39,7 @@ def main() -> None:
             "fp32 (plugin form)": build(reference, EngineOptions("fp32"), tmp / "m.fp32.engine", onnx_only=True),
             "fp16": build(reference, EngineOptions("fp16"), tmp / "m.fp16.engine", onnx_only=True),
             "int8": build(reference, EngineOptions("int8", calib_count=args.calib), tmp / "m.int8.engine",
-                          calibration / "images", onnx_only=True),  # fmt: skip
+                          calibration, onnx_only=True),  # a COCO folder: the INT8 budget measured on its labels
         }
         broken = tmp / "broken.onnx"
         onnx.save(zero_sampling_offsets(onnx.load(reference)), broken)

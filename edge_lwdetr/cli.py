@@ -23,7 +23,7 @@ from edge_lwdetr import __version__
 from edge_lwdetr.bundled import BUNDLED_MODEL
 from edge_lwdetr.errors import EdgeLwdetrError
 from edge_lwdetr import quiet
-from edge_lwdetr.defaults import DEFAULT_CONF, target_trt_version
+from edge_lwdetr.defaults import DEFAULT_BUDGET_AP, DEFAULT_CONF, target_trt_version
 from edge_lwdetr.export.options import IMGSZ_HELP
 from edge_lwdetr.option_types import at_least, image_size, in_unit_interval, int8_budget, positive
 from edge_lwdetr.signals import Stopped, stop_raises
@@ -42,6 +42,11 @@ class UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):
         raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+CALIB_DATA_HELP = (
+    "int8: calibration images: a folder, a COCO folder (the INT8 budget then measured in mAP on its labels) or a video"
+)
 
 
 def _outputs(
@@ -78,7 +83,7 @@ def _add_export(subparsers) -> None:
     p.add_argument("--format", choices=["onnx", "engine", "triton"], default="onnx",
                    help="onnx (default), engine (TensorRT) or triton (a Triton model repository folder)")  # fmt: skip
     p.add_argument("--precision", choices=["fp32", "fp16", "int8"], help="default: fp32 for onnx, fp16 for engine")
-    p.add_argument("--data", "--calib-data", dest="calib_data", type=Path, help="int8: calibration images or a video")
+    p.add_argument("--data", "--calib-data", dest="calib_data", type=Path, help=CALIB_DATA_HELP)
     p.add_argument("--output", type=Path, help="file to write (default: the weights' name + .<precision>.onnx|.engine)")
     ExportOptions.add_arguments(p)
     p.add_argument("--plugin", type=Path, help=PLUGIN_HELP)
@@ -144,7 +149,7 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--onnx", required=True, type=Path,
                    help="ONNX from `edge-lwdetr export` (any MSDA form, or a precision graph made on another machine)")  # fmt: skip
-    p.add_argument("--calib-data", "--data", dest="calib_data", type=Path, help="int8: calibration images or a video")
+    p.add_argument("--calib-data", "--data", dest="calib_data", type=Path, help=CALIB_DATA_HELP)
     p.add_argument("--output", type=Path, help="engine file (default: ONNX name + .<precision>.engine)")
     p.add_argument("--onnx-only", action="store_true", help="stop after writing the precision graph (no TensorRT)")
     p.add_argument("--plugin", type=Path, help=PLUGIN_HELP)
@@ -557,12 +562,15 @@ def _add_quant_sensitivity(subparsers) -> None:
         "quant-sensitivity", help="INT8 accuracy cost of each layer group, and the groups a budget keeps in FP16"
     )
     p.add_argument("--onnx", required=True, type=Path, help="native export (edge-lwdetr export --msda native)")
-    p.add_argument("--calib-data", required=True, type=Path, help="calibration images (a folder) or a video")
+    p.add_argument("--calib-data", required=True, type=Path, help=CALIB_DATA_HELP)
     p.add_argument("--calib-count", type=at_least(1), default=32, help="calibration images, spread over the data (32)")
     p.add_argument("--data", type=Path, help="COCO folder: also each group's COCO mAP drop there")
     p.add_argument("--data-images", type=at_least(1), default=100, help="--data: images evaluated per group (100)")
     p.add_argument("--groups", nargs="+", help="measure only these groups (default: all)")
-    p.add_argument("--int8-budget", type=int8_budget, default=0.3, help="AP points the INT8 groups may lose (0.3)")
+    p.add_argument(
+        "--int8-budget", type=int8_budget, default=DEFAULT_BUDGET_AP,
+        help=f"AP points the INT8 graph may lose ({DEFAULT_BUDGET_AP})",
+    )  # fmt: skip
     p.add_argument("--report", type=Path, help="write the measure here as JSON")
     p.add_argument("--plot", type=Path, help="write a bar chart of cost and FLOP share (PNG, SVG, PDF or JPG)")
     p.set_defaults(run=run_quant_sensitivity)

@@ -154,8 +154,13 @@ def polygraphy_runner(path: Path, plugin: Path | None):
     from edge_lwdetr.msda_onnx import with_reference_functions
     from edge_lwdetr.artefacts import load_onnx
 
-    model = with_reference_functions(load_onnx(path)).SerializeToString()
-    return OnnxrtRunner(SessionFromOnnx(model, providers=["CPUExecutionProvider"]), name=path.name)
+    from edge_lwdetr.backends.onnxruntime_backend import optimization_level
+
+    model = with_reference_functions(load_onnx(path))
+    session = SessionFromOnnx(
+        model.SerializeToString(), providers=["CPUExecutionProvider"], graph_optimization_level=optimization_level(model)
+    )
+    return OnnxrtRunner(session, name=path.name)
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,13 @@ def calibration_video(tmp_path_factory) -> Path:
 
 
 def run(model: onnx.ModelProto, images: np.ndarray) -> list[np.ndarray]:
-    session = ort.InferenceSession(with_reference_functions(model).SerializeToString(), providers=["CPUExecutionProvider"])
+    from edge_lwdetr.backends.onnxruntime_backend import optimization_level
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = optimization_level(model)
+    session = ort.InferenceSession(
+        with_reference_functions(model).SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
     return session.run(["logits", "pred_boxes"], {"images": images})
 
 
@@ -70,8 +76,8 @@ def test_precision_graph_runs_on_cpu_close_to_fp32(precision, native_export, cal
     _, native_path, native = native_export("tiny")
     output = tmp_path / f"tiny.{precision}.engine"
     argv = ["build", "--onnx", str(native_path), "--precision", precision, "--output", str(output), "--onnx-only"]
-    if precision == "int8":
-        argv += ["--calib-data", str(calibration_video), "--calib-count", "8"]
+    if precision == "int8":  # the budget's measure is tested in test_int8_sensitivity.py
+        argv += ["--calib-data", str(calibration_video), "--calib-count", "8", "--int8-budget", "off"]
     assert main(argv) == 0
     graph = onnx.load(output.with_suffix(".onnx"))
     onnx.checker.check_model(graph, full_check=True)
@@ -122,6 +128,7 @@ def test_int8_calibrates_from_an_image_folder(native_export, tmp_path):
         cv2.imwrite(str(folder / f"{i}.png"), frame)
     output = tmp_path / "folder.int8.engine"
     argv = ["build", "--onnx", str(native_path), "--precision", "int8", "--calib-data", str(folder), "--onnx-only"]
+    argv += ["--int8-budget", "off"]  # the budget's measure is tested in test_int8_sensitivity.py
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     assert main(argv + ["--output", str(output)]) == 0
     assert output.with_suffix(".onnx").is_file()

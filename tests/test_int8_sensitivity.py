@@ -127,6 +127,96 @@ def test_groups_kept_in_fp16_get_no_int8_inputs(native, images):
     assert int8_flop_share(graph, flops) <= 1 - sum(flops[n] for n in kept) / sum(flops.values()) + 1e-9
 
 
+@pytest.fixture(scope="module")
+def within_budget(native, images, monkeypatch_module):
+    """The budgeted INT8 graph of the bundled model with a budget the all-INT8 graph is within: no group measured."""
+    from edge_lwdetr.engine import mixed_int8
+
+    def not_needed(*args, **kwargs):
+        raise AssertionError("the per-group measure ran although the all-INT8 graph is within the budget")
+
+    monkeypatch_module.setattr(mixed_int8, "measure", not_needed)
+    return mixed_int8.mixed_int8_graph(native, images[:4], budget=100.0)
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+def test_within_the_budget_every_group_stays_int8_and_the_report_says_so(within_budget):
+    import json
+
+    from edge_lwdetr.engine.mixed_int8 import METADATA_KEY
+
+    summary = json.loads({p.key: p.value for p in within_budget.metadata_props}[METADATA_KEY])
+    assert summary["kept_fp16"] == [] and summary["measured_ap_loss"] == summary["int8_ap_loss"] <= 100
+    assert summary["int8_matmul_flop_share"] > 0.99
+    assert "FP32 detections" in summary["measured_against"]  # no labels given
+
+
+def test_quantize_nodes_read_fp32_and_dequantize_feeds_fp16_layers(within_budget, native, images, tmp_path):
+    """ONNX Runtime's CPU QuantizeLinear truncates FP16 input (precision.Q_FP32): Q reads FP32 with an FP32 scale;
+    DQ keeps a constant FP16 scale and feeds its FP16 layer directly (the pattern TensorRT fuses); the graph runs in
+    OnnxRuntimeBackend and agrees with FP32."""
+    from edge_lwdetr.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from edge_lwdetr.engine.node_groups import LINEAR
+
+    graph = within_budget
+    types = {v.name: v.type.tensor_type.elem_type for v in onnx.shape_inference.infer_shapes(graph).graph.value_info}
+    types |= {i.name: i.data_type for i in graph.graph.initializer} | {i.name: 1 for i in graph.graph.input}
+    initializers = {i.name for i in graph.graph.initializer}
+    consumers: dict[str, list] = {}
+    for node in graph.graph.node:
+        for tensor in node.input:
+            consumers.setdefault(tensor, []).append(node)
+    quantize = [n for n in graph.graph.node if n.op_type == "QuantizeLinear"]
+    dequantize = [n for n in graph.graph.node if n.op_type == "DequantizeLinear"]
+    assert len(quantize) == len(dequantize) > 100
+    FLOAT, FLOAT16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
+    assert all(types[n.input[0]] == FLOAT and types[n.input[1]] == FLOAT for n in quantize)
+    assert all(n.input[1] in initializers and types[n.input[1]] == FLOAT16 for n in dequantize)
+    assert all(c.op_type in LINEAR | {"Concat"} for n in dequantize for c in consumers[n.output[0]])
+
+    path = tmp_path / "int8.onnx"
+    onnx.save(graph, path)
+    # The extended optimisations would fuse these FP32 Q/DQ into integer kernels that refuse the graph.
+    backend = OnnxRuntimeBackend(path)
+    boxes = np.stack([backend.infer(image[None])[1] for image in images[:2]])
+    assert np.median(np.abs(boxes - outputs(native, images[:2]))) < 0.01  # normalised box coordinates
+
+
+def test_group_costs_are_scaled_to_the_measured_whole_and_the_budget_keeps_the_costliest():
+    from edge_lwdetr.engine.sensitivity import calibrated, keep_in_fp16
+
+    rows = [{"group": g, "ap_loss": cost, "flops": 10} for g, cost in (("a", 4.0), ("b", 3.0), ("c", 2.0), ("d", 1.0))]
+    report = {"groups": rows, "total_flops": 40, "all_groups": {g: [g + "0"] for g in "abcd"}}
+    scaled = calibrated(report, whole_loss=1.0)
+    assert [row["ap_loss"] for row in scaled["groups"]] == pytest.approx([0.4, 0.3, 0.2, 0.1])
+    assert [row["ap_loss_vs_fp32"] for row in scaled["groups"]] == [4.0, 3.0, 2.0, 1.0]
+    choice = keep_in_fp16(scaled, budget=0.35)
+    assert choice["kept_fp16"] == ["a", "b"] and choice["estimated_ap_loss"] == pytest.approx(0.3)
+    assert choice["expected_int8_flop_share"] == pytest.approx(0.5)
+    assert keep_in_fp16(calibrated(report, whole_loss=0.2), budget=0.3)["kept_fp16"] == []
+
+
+def test_quant_sensitivity_command_prints_and_writes_the_table(native, tmp_path, capsys):
+    import json
+
+    from edge_lwdetr.cli import main
+    from edge_lwdetr.synthetic.dataset import write_coco
+
+    path, calibration, report = tmp_path / "native.onnx", tmp_path / "calib", tmp_path / "report.json"
+    onnx.save(native, path)
+    write_coco(calibration, 4, seed=0)  # a COCO folder: its images are read from images/
+    argv = ["quant-sensitivity", "--onnx", str(path), "--calib-data", str(calibration), "--calib-count", "4"]
+    assert main(argv + ["--groups", "box_head", "--report", str(report)]) == 0
+    out = capsys.readouterr().out
+    assert "box_head" in out and "unscaled (--groups)" in out and "budget 0.3 AP" in out
+    assert [row["group"] for row in json.loads(report.read_text())["groups"]] == ["box_head"]
+
+
 def test_calibration_images_are_spread_over_the_folder(tmp_path):
     import cv2
 

@@ -38,6 +38,17 @@ def check_graph(model, path: Path) -> None:
                     "from finite weights"
                 )
 
+def optimization_level(model):
+    """ONNX Runtime's graph optimisation level for `model`: all, except for an INT8 graph, whose Q/DQ run as written
+    (fake quantization, what TensorRT's INT8 layers compute): the extended optimisations fuse its FP32 QuantizeLinear
+    into ORT's integer kernels, which refuse the per-channel scales ModelOpt gives a constant-folded activation."""
+    import onnxruntime as ort
+
+    if any(node.op_type == "QuantizeLinear" for node in model.graph.node):
+        return ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    return ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+
+
 class OnnxRuntimeBackend:
     name = "onnxruntime"
 
@@ -53,6 +64,7 @@ class OnnxRuntimeBackend:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        options.graph_optimization_level = optimization_level(model)
         self.threads = threads or 0  # 0: ONNX Runtime's default, one per physical core
         # onnxruntime-gpu lists the CUDA provider even on machines without a GPU, then fails noisily: ask the driver.
         wanted = ("CUDAExecutionProvider", "CPUExecutionProvider") if gpu_info() else ("CPUExecutionProvider",)

@@ -96,9 +96,10 @@ def build(
         model = to_native(model)
         log(f"making the {precision} graph with ModelOpt (CPU)")
         if precision == "int8" and options.int8_budget is not None:  # the groups INT8 hurts most kept in FP16
+            from edge_lwdetr.engine.calibration import calibration_labels
             from edge_lwdetr.engine.mixed_int8 import mixed_int8_graph
 
-            model = mixed_int8_graph(model, calibration, options.int8_budget, log)
+            model = mixed_int8_graph(model, calibration, options.int8_budget, log, calibration_labels(calib_data))
         else:
             with libraries_quiet():
                 model = precision_graph(model, precision, calibration)

@@ -13,11 +13,11 @@ from edge_lwdetr.progress import progress_bar
 
 def calibration_images(source: Path, count: int, size: int, input_format: str = "float") -> np.ndarray:
     """Up to `count` model inputs (K images of `input_format`: [K, 3, size, size] in [0, 1], or uint8 [K, size, size,
-    3] BGR), evenly spread over a folder's images or a video's frames."""
+    3] BGR), evenly spread over a folder's images (a COCO folder's `images/`) or a video's frames."""
     if count < 1:
         raise EdgeLwdetrError(f"--calib-count {count} must be at least 1")
     if source.is_dir():
-        files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(p for p in _image_folder(source).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise EdgeLwdetrError(f"{source} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         chosen = [files[i] for i in np.linspace(0, len(files) - 1, min(count, len(files))).round().astype(int)]
@@ -33,6 +33,20 @@ def calibration_images(source: Path, count: int, size: int, input_format: str = 
     if source.is_file():
         return _video_frames(source, count, size, input_format)
     raise EdgeLwdetrError(f"calibration data not found: {source} (pass an image folder or a video file)")
+
+
+def calibration_labels(source: Path) -> Path | None:
+    """`source` when it is a COCO folder (annotations.json beside `images/`): the INT8 budget is then measured in COCO
+    mAP on its labels, not against the FP32 graph's detections."""
+    return source if source.is_dir() and (source / "annotations.json").is_file() else None
+
+
+def _image_folder(source: Path) -> Path:
+    """A COCO folder's `images/` when `source` holds no image itself."""
+    nested = source / "images"
+    if nested.is_dir() and not any(p.suffix.lower() in IMAGE_SUFFIXES for p in source.iterdir()):
+        return nested
+    return source
 
 
 def _video_frames(path: Path, count: int, size: int, input_format: str) -> np.ndarray:

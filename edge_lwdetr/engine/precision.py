@@ -1,7 +1,7 @@
 """Explicit precision in the graph, as TensorRT 11 requires and 10.x strongly-typed builds honour.
 
 FP16: NVIDIA ModelOpt AutoCast. INT8: ModelOpt ONNX PTQ (explicit Q/DQ), calibrated with ONNX Runtime on the CPU,
-the rest in FP16. Both run on the native export before the MSDA rewrite, keeping in FP32: LayerNorm, softmax, the
+the rest in FP16 except QuantizeLinear (Q_FP32). Both run on the native export before the MSDA rewrite, keeping in FP32: LayerNorm, softmax, the
 sine position embedding, the two-stage score/top-k path, the reference-box and sampling-location arithmetic
 (including the box `exp`), and MSDA itself (whose value may be FP16: the plugin accumulates in FP32).
 
@@ -28,6 +28,13 @@ from edge_lwdetr.errors import EdgeLwdetrError
 from edge_lwdetr.msda_onnx import NATIVE, default_opset, form_of, msda_nodes, reference_function
 
 FP32_OP_TYPES = ["LayerNormalization", "Softmax", "Sin", "Cos", "Exp", "TopK", "ReduceMax"]
+# INT8 graphs: QuantizeLinear reads FP32 (its scale FP32; a Cast before it where the producer is FP16), while each
+# DequantizeLinear keeps an FP16 scale and feeds its FP16 MatMul/Conv directly, the Q/DQ -> layer pattern TensorRT
+# fuses. Why: ONNX Runtime's CPU QuantizeLinear truncates FP16 inputs toward zero instead of rounding to nearest
+# (microsoft/onnxruntime#18576, fixed upstream by PR 32452, still in 1.24), which shrank every INT8 tensor by half a
+# step on average and cost the bundled model 0.6 AP in ONNX Runtime; TensorRT quantizes by "clamping and rounding"
+# (its "Working with Quantized Types" guide) whatever the input type.
+Q_FP32 = ["QuantizeLinear"]
 # Layers whose outputs end the FP32 regions: the linear layers that run in FP16 (or INT8).
 _LINEAR = {"MatMul", "Gemm", "Conv"}
 
@@ -186,8 +193,9 @@ def precision_graph(
                 raise EdgeLwdetrError("int8 needs calibration images: pass --calib-data DIR_OR_VIDEO")
             quantized = Path(folder) / "int8.onnx"
             quantize_int8(source, quantized, exclude + [f"^{name}$" for name in fp16_nodes or []], calibration)
-            # ModelOpt's own FP16 pass ignores per-node exclusions: the non-INT8 rest gets ours.
-            converted = _autocast_fp16(quantized, exclude, reference)
+            # ModelOpt's own FP16 pass ignores per-node exclusions: the non-INT8 rest gets ours, with QuantizeLinear
+            # left in FP32 (see Q_FP32).
+            converted = _autocast_fp16(quantized, exclude, reference, extra_fp32_op_types=Q_FP32)
         else:
             raise EdgeLwdetrError(f"unknown precision '{precision}': choose fp32, fp16 or int8")
     result = collapse_msda(converted, calls)
@@ -219,7 +227,9 @@ def _reference_inputs(model: onnx.ModelProto, folder: Path) -> str | None:
     return str(path)
 
 
-def _autocast_fp16(source: Path, exclude: list[str], reference_inputs: str | None = None) -> onnx.ModelProto:
+def _autocast_fp16(
+    source: Path, exclude: list[str], reference_inputs: str | None = None, extra_fp32_op_types: list[str] = ()
+) -> onnx.ModelProto:
     _modelopt()
     from modelopt.onnx.autocast import convert_to_mixed_precision
 
@@ -229,7 +239,7 @@ def _autocast_fp16(source: Path, exclude: list[str], reference_inputs: str | Non
         # The runtime feeds the images (float32, or uint8 frames) and reads FP32 outputs on every precision.
         keep_io_types=True,
         nodes_to_exclude=exclude,
-        op_types_to_exclude=FP32_OP_TYPES,
+        op_types_to_exclude=FP32_OP_TYPES + list(extra_fp32_op_types),
         calibration_data=reference_inputs,
     )
 

@@ -8,9 +8,11 @@ from pathlib import Path
 
 from edge_lwdetr import outputs
 from edge_lwdetr.artefacts import graph_metadata, load_onnx
-from edge_lwdetr.engine.calibration import calibration_images
-from edge_lwdetr.engine.sensitivity import keep_in_fp16, measure
+from edge_lwdetr.engine.calibration import calibration_images, calibration_labels
+from edge_lwdetr.engine.precision import precision_graph
+from edge_lwdetr.engine.sensitivity import GraphLoss, calibrated, keep_in_fp16, measure
 from edge_lwdetr.export.rewrite import to_native
+from edge_lwdetr.quiet import libraries_quiet
 
 
 def sensitivity_report(
@@ -21,6 +23,12 @@ def sensitivity_report(
     meta = graph_metadata(model)
     calibration = calibration_images(calib_data, calib_count, meta.image_size, meta.input_format)
     report = measure(model, calibration, groups, log, data, data_images)
+    if not groups:  # every group measured: their costs are scaled to the measured loss of the all-INT8 graph
+        log("INT8 sensitivity: the all-INT8 graph")
+        with libraries_quiet():
+            loss = GraphLoss(model, calibration, calibration_labels(calib_data))
+            report = calibrated(report, loss(precision_graph(model, "int8", calibration)))
+        report["measured_against"] = loss.against
     report["choice"] = keep_in_fp16(report, budget)
     report["onnx"] = str(onnx_path)
     return report
@@ -29,19 +37,23 @@ def sensitivity_report(
 def table(report: dict) -> list[str]:
     """One line per group, costliest first, then the budget's choice."""
     with_map = "fp32_map" in report
-    lines = [f"{'group':<28} {'AP cost':>8} {'recall':>7} {'box p95':>8} {'score p95':>9} {'FLOPs':>7}"
+    scaled = "int8_ap_loss" in report
+    lines = [f"{'group':<28} {'AP cost':>8} {'vs FP32':>8} {'recall':>7} {'box p95':>8} {'score p95':>9} {'FLOPs':>7}"
              + (f" {'mAP drop':>9}" if with_map else "")]  # fmt: skip
     for row in report["groups"]:
         lines.append(
-            f"{row['group']:<28} {row['ap_loss']:8.2f} {row['recall']:7.3f} {row['box_error_p95_px']:8.2f} "
-            f"{row['score_error_p95']:9.3f} {100 * row['flop_share']:6.1f}%"
-            + (f" {row['map_loss']:9.2f}" if with_map else "")
+            f"{row['group']:<28} {row['ap_loss']:8.2f} {row.get('ap_loss_vs_fp32', row['ap_loss']):8.2f} "
+            f"{row['recall']:7.3f} {row['box_error_p95_px']:8.2f} {row['score_error_p95']:9.3f} "
+            f"{100 * row['flop_share']:6.1f}%" + (f" {row['map_loss']:9.2f}" if with_map else "")
         )
     choice = report["choice"]
     lines.append(
-        f"AP cost: AP points lost against the FP32 graph's detections on {report['images']} calibration images"
+        f"vs FP32: AP points the group alone in INT8 loses against the FP32 graph's detections on {report['images']} "
+        "calibration images; AP cost: "
+        + (f"the same scaled to sum to the all-INT8 graph's measured loss, {report['int8_ap_loss']:.2f} AP "
+           f"({report['measured_against']})" if scaled else "unscaled (--groups)")
         + (f"; mAP drop: COCO mAP points on --data (FP32 {100 * report['fp32_map']:.2f})" if with_map else "")
-    )
+    )  # fmt: skip
     lines.append(
         f"budget {choice['budget_ap']} AP: keep in FP16 {', '.join(choice['kept_fp16']) or 'nothing'}; estimated loss "
         f"{choice['estimated_ap_loss']:.2f} AP; expected {100 * choice['expected_int8_flop_share']:.1f}% of "
@@ -63,7 +75,8 @@ def plot(report: dict, path: Path) -> None:
     colours = ["#e07b39" if name in kept else "#3b7dd8" for name in names]
     figure, (cost, share) = plt.subplots(1, 2, figsize=(12, max(3, 0.28 * len(rows))), sharey=True)
     cost.barh(names, [row["ap_loss"] for row in rows], color=colours)
-    cost.set(title="INT8 cost of the group alone (AP points vs FP32)", xlabel="AP points")
+    scale = ", scaled to the measured all-INT8 loss" if "int8_ap_loss" in report else " vs FP32"
+    cost.set(title=f"INT8 cost of the group alone (AP points{scale})", xlabel="AP points")
     cost.invert_yaxis()
     share.barh(names, [100 * row["flop_share"] for row in rows], color=colours)
     share.set(title="share of matrix-multiply FLOPs", xlabel="%")
