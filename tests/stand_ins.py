@@ -25,3 +25,18 @@ class StandInBackend:
 
     def close(self):
         pass
+
+
+class RecordingSink:
+    """A sink that keeps the records it is given (what the pipeline wrote, in order)."""
+
+    wants_image = False
+
+    def __init__(self):
+        self.records = []
+
+    def write(self, frame, record):
+        self.records.append(record)
+
+    def close(self):
+        pass

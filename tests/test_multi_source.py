@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 from media import decode_all, frame_index, read_frames, write_indexed_video
-from stand_ins import StandInBackend
+from stand_ins import RecordingSink, StandInBackend
 
 import edge_lwdetr.backends
 from edge_lwdetr.cli import main
@@ -20,19 +20,6 @@ from edge_lwdetr.runtime.source_list import expand_sources, read_streams_file
 from edge_lwdetr.runtime.sources import Source, open_source
 
 RED, GREEN = 2, 1  # the channel that carries each source's frame index
-
-
-class RecordingSink:
-    wants_image = False
-
-    def __init__(self):
-        self.records = []
-
-    def write(self, frame, record):
-        self.records.append(record)
-
-    def close(self):
-        pass
 
 
 @pytest.fixture

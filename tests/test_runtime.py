@@ -16,6 +16,7 @@ from edge_lwdetr.runtime.pipeline import run_stream
 from edge_lwdetr.runtime.sources import Source
 from hf_models import build_plugin_library
 from media import read_frames, write_video
+from stand_ins import RecordingSink
 
 
 @pytest.fixture(scope="module")
@@ -88,19 +89,6 @@ class FastLiveSource:
     def close(self):
         pass
 
-
-
-class RecordingSink:
-    wants_image = False
-
-    def __init__(self):
-        self.records = []
-
-    def write(self, frame, record):
-        self.records.append(record)
-
-    def close(self):
-        pass
 
 
 def test_live_source_drops_stale_frames(model, tmp_path):
