@@ -1,5 +1,6 @@
 """Stand-ins for the model in tests of the pipeline around it (not a model: fixed outputs)."""
 
+import threading
 import time
 
 import numpy as np
@@ -40,3 +41,21 @@ class RecordingSink:
 
     def close(self):
         pass
+
+
+def error_of(run, hang_message: str) -> BaseException | None:
+    """Call `run` in a thread and return the OSError it raised (None if none). The thread must end: the 120 s join
+    is a hang guard, not a timing check (a failing run ends within a few frames)."""
+    result = {}
+
+    def target():
+        try:
+            run()
+        except OSError as error:
+            result["error"] = error
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(timeout=120)
+    assert not thread.is_alive(), hang_message
+    return result.get("error")

@@ -134,6 +134,7 @@ def test_border_proposals_follow_the_checkpoint_source(tmp_path):
     import onnx
 
     from edge_lwdetr.export.onnx_export import add_metadata
+    from edge_lwdetr.export.options import ExportOptions
 
     hf_model = save_hf_model("tiny", None, seed=3, projector_scale_factors=[2.0])
     with torch.no_grad():  # a zeroed token's encoder feature is LayerNorm(bias): make it score high for class 1
@@ -162,7 +163,7 @@ def test_border_proposals_follow_the_checkpoint_source(tmp_path):
             assert (logits - reference.logits).abs().max().item() <= TOLERANCE
             assert (boxes - reference.pred_boxes).abs().max().item() <= TOLERANCE
             graph = onnx.ModelProto()
-            add_metadata(graph, loaded, weights, 448, "1")
+            add_metadata(graph, loaded, weights, ExportOptions(imgsz=448))
             assert {p.key: p.value for p in graph.metadata_props}["edge_lwdetr.border_proposals"] == semantics
 
 

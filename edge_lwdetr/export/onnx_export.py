@@ -109,7 +109,7 @@ def export_onnx(
         model = simplify(model)
         model.functions.append(reference_function(NATIVE, num_levels_of(model, msda_nodes(model)[0]), opset))
         options = ExportOptions(imgsz, batch, dynamic_batch, opset, variant, ema, input_format)
-        add_metadata(model, loaded, weights, imgsz, "dynamic" if dynamic_batch else str(batch), options)
+        add_metadata(model, loaded, weights, options)
         if msda != "native":
             progress.step("rewriting MSDA")
             model = rewrite_msda(model, msda, trt_version, str(output))
@@ -163,16 +163,15 @@ def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
     return onnxslim.slim(model)
 
 
-def add_metadata(
-    model: onnx.ModelProto, loaded: LoadedModel, weights, imgsz: int, batch: str, options: ExportOptions = ExportOptions()
-) -> None:
+def add_metadata(model: onnx.ModelProto, loaded: LoadedModel, weights, options: ExportOptions) -> None:
+    """The graph's metadata: the model, its input contract and `options` (with the image size resolved)."""
     config, input_format = loaded.config, options.input_format
     layout = "BGR, NHWC, uint8 in [0, 255]" if input_format == "uint8" else "RGB, NCHW, float32 in [0, 1]"
     props = {
         "edge_lwdetr.version": __version__,
         "edge_lwdetr.variant": loaded.variant,
-        "edge_lwdetr.image_size": str(imgsz),
-        "edge_lwdetr.batch": batch,
+        "edge_lwdetr.image_size": str(options.imgsz),
+        "edge_lwdetr.batch": "dynamic" if options.dynamic_batch else str(options.batch),
         "edge_lwdetr.num_queries": str(config.num_queries),
         # Two-stage proposals at the border: "rank" (the original code's selection) or "exclude" (transformers').
         "edge_lwdetr.border_proposals": config.border_proposals,

@@ -1,7 +1,7 @@
 """How a run treats its sources and detections: the one place each run option is defined.
 
-`edge-lwdetr run` derives these options from the fields (edge_lwdetr/options.py); the run passes them to the
-pipeline. The model's options (which file, backend, device) are the backends'; the outputs' (--save, --save-json,
+`edge-lwdetr run` derives its command-line options from these fields (edge_lwdetr/options.py) and hands their
+values to the sources, the trackers and the pipeline. The model's options (which file, backend, device) are the backends'; the outputs' (--save, --save-json,
 --show, --exist-ok) are the command's.
 """
 

@@ -16,6 +16,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge_lwdetr.defaults import DEFAULT_CONF
 from edge_lwdetr.serving import protocol
 
 PYTHON_MODEL = protocol.MODEL_NAME
@@ -30,7 +31,7 @@ class RepositoryOptions:
     max_batch: int = 8
     max_queue_delay_us: int = 2000
     instances: int = 1
-    conf: float = 0.3
+    conf: float = DEFAULT_CONF
 
 
 def _quoted(text: str) -> str:

@@ -21,6 +21,7 @@ from edge_lwdetr.backends import Backend
 from edge_lwdetr.errors import EdgeLwdetrError
 from edge_lwdetr.predict import model_input, top_k
 from edge_lwdetr.processing import Detection, postprocess
+from edge_lwdetr.defaults import DEFAULT_CONF
 from edge_lwdetr.serving import protocol
 from edge_lwdetr.signals import stop_sets
 
@@ -34,7 +35,7 @@ class ServeOptions:
     max_batch: int = 8  # 1: no dynamic batching
     max_queue_delay_us: int = 2000
     instances: int = 1
-    conf: float = 0.3
+    conf: float = DEFAULT_CONF
     model_name: str = protocol.MODEL_NAME
 
 
