@@ -55,16 +55,36 @@ def input_shape(batch: int, size: int, input_format: str) -> tuple[int, int, int
 def resize_like_pil(image: np.ndarray, width: int, height: int) -> np.ndarray:
     """Resize one axis at a time, as PIL's bilinear filter (the reference's resize) does: width first, then height.
 
-    PIL averages over the source footprint on an axis that shrinks and interpolates linearly on one that grows;
-    OpenCV's INTER_AREA and INTER_LINEAR do the same per axis. One OpenCV call with either filter for both axes
-    would alias or blur whenever one axis shrinks and the other grows (1280x480 -> 640x640).
+    PIL averages over the source footprint on an axis that shrinks and interpolates linearly on one that grows; so
+    does `_resize_axis`. One OpenCV call for both axes would alias or blur whenever one axis shrinks and the other
+    grows (1280x480 -> 640x640).
     """
     rows, cols = image.shape[:2]
     if cols != width:
-        image = cv2.resize(image, (width, rows), interpolation=cv2.INTER_AREA if width < cols else cv2.INTER_LINEAR)
+        image = _resize_axis(image, (width, rows), cols, width, axis=1)
     if rows != height:
-        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if height < rows else cv2.INTER_LINEAR)
+        image = _resize_axis(image, (width, height), rows, height, axis=0)
     return image
+
+
+def _resize_axis(image: np.ndarray, size: tuple[int, int], source: int, target: int, axis: int) -> np.ndarray:
+    """One axis (0: rows, 1: columns) of `resize_like_pil`, `source` -> `target` pixels; `size`: the output's.
+
+    Growing: INTER_LINEAR_EXACT, PIL's bilinear to the level. Shrinking: the area average (INTER_AREA), which on one
+    axis costs 3 to 5 times what the same average costs done another way when the factor is whole (1280 -> 640 and
+    1920 -> 640, the commonest camera frames, prepared on the CPU for every frame): at 2x INTER_LINEAR (it averages
+    the two pixels), at k x a k-pixel box filter sampled every k-th pixel. Both equal INTER_AREA to one level.
+    """
+    if target > source:
+        return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR_EXACT)
+    factor, remainder = divmod(source, target)
+    if remainder:
+        return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    if factor == 2:
+        return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+    box = (factor, 1) if axis == 1 else (1, factor)
+    boxed = cv2.blur(image, box, anchor=(0, 0))  # each pixel: the mean of the k pixels from it on
+    return cv2.resize(boxed, size, interpolation=cv2.INTER_NEAREST)  # pixels 0, k, 2k, ...
 
 
 def normalize(images: np.ndarray) -> np.ndarray:

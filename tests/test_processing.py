@@ -40,13 +40,15 @@ def test_preprocessing_close_to_reference(processor, height, width, tolerance):
 
 # Distances to PIL's bilinear resize (0-255 levels) on `scene`, measured: (max, mean) for one OpenCV call with
 # INTER_AREA whenever an axis shrinks, the former method, and for the per-axis resize. Lines every 7 rows make a
-# vertical shrink differ most: PIL's shrinking filter is a triangle, wider than OpenCV's area box.
+# vertical shrink differ most: PIL's shrinking filter is a triangle, wider than OpenCV's area box. A growing axis
+# matches PIL to the level (INTER_LINEAR_EXACT).
 PIL_DISTANCES = {
     "shrink 1920x1080": ((1080, 1920), (53, 3.64), (53, 3.64)),
-    "grow 320x240": ((240, 320), (1, 0.058), (1, 0.048)),
-    "mixed 1280x480": ((480, 1280), (61, 3.26), (46, 0.31)),
-    "mixed 800x600": ((600, 800), (27, 0.69), (24, 0.087)),
-    "mixed 480x1280": ((1280, 480), (82, 9.08), (64, 9.04)),
+    "shrink 1280x720": ((720, 1280), (51, 1.41), (51, 1.31)),
+    "grow 320x240": ((240, 320), (1, 0.058), (0, 0.0)),
+    "mixed 1280x480": ((480, 1280), (61, 3.26), (47, 0.17)),
+    "mixed 800x600": ((600, 800), (27, 0.69), (24, 0.034)),
+    "mixed 480x1280": ((1280, 480), (82, 9.08), (63, 9.03)),
 }
 
 
@@ -60,6 +62,19 @@ def test_resize_close_to_pil_bilinear(case):
     ours = np.rint(to_model_input(image, 640) * 255).astype(int).transpose(1, 2, 0)[..., ::-1]  # back to BGR levels
     distance = np.abs(ours - reference)
     assert distance.max() <= max_levels and distance.mean() <= mean_levels * 1.05 + 0.005
+
+
+@pytest.mark.parametrize("factor", [2, 3, 4])
+@pytest.mark.parametrize("axis", ["width", "height"])
+def test_whole_factor_shrink_is_the_area_average(factor, axis):
+    """The faster shrink by a whole factor (1280 -> 640, 1920 -> 640) gives OpenCV's INTER_AREA, to one level."""
+    from edge_lwdetr.processing import resize_like_pil
+
+    image = scene(480 * (factor if axis == "height" else 1), 640 * (factor if axis == "width" else 1), seed=factor)
+    ours = resize_like_pil(image, 640, 480)
+    area = cv2.resize(image, (640, 480), interpolation=cv2.INTER_AREA)
+    assert ours.shape == area.shape == (480, 640, 3)
+    assert np.abs(ours.astype(int) - area).max() <= 1
 
 
 def test_model_input_is_rgb_in_unit_range():

@@ -223,6 +223,7 @@ def run_streams(
     groups = [list(range(len(feeds)))] if tiled else [[k] for k in range(len(feeds))]
     group_of = {k: g for g, members in enumerate(groups) for k in members}
     outputs = [queue.Queue(maxsize=4) for _ in groups]
+    ready: queue.Queue = queue.Queue(maxsize=1)  # the next batch, assembled while the model runs the current one
     inference_done, sink_failed = threading.Event(), threading.Event()
     sink_ended = [threading.Event() for _ in groups]
     errors: list[BaseException] = []
@@ -311,34 +312,57 @@ def run_streams(
         finally:
             sink_ended[group].set()
 
+    def assemble() -> None:
+        """Gather each batch (ready tensors of up to `limit` sources) while the model runs the one before it."""
+        assembled = 0
+        try:
+            while not (stop.is_set() or inference_done.is_set()) and (max_frames is None or assembled < max_frames):
+                taken = lanes.take(limit, _POLL_S)
+                if taken is None:
+                    break
+                if not taken:
+                    continue
+                if max_frames is not None:
+                    taken = taken[: max_frames - assembled]
+                assembled += len(taken)
+                batch = None  # a served model takes the frames themselves
+                if not frames_backend:
+                    tensors = []
+                    for _, item in taken:
+                        tensor, item.timings["preprocess"] = item.prepared.result()
+                        tensors.append(tensor)
+                    batch = _batch(tensors, backend)
+                if not _put(ready, (taken, batch), inference_done):
+                    return
+            _put(ready, _END, inference_done)
+        except BaseException as error:  # noqa: BLE001 - preparing failed: the inference loop raises it
+            _put(ready, error, inference_done)
+
     captures = [
         threading.Thread(target=capture, args=(k,), name=f"capture-{k}", daemon=True) for k in range(len(feeds))
     ]
     sinkers = [threading.Thread(target=sink, args=(g,), name=f"sink-{g}", daemon=True) for g in range(len(groups))]
-    for thread in captures + sinkers:
+    assembler = threading.Thread(target=assemble, name="assemble", daemon=True)
+    for thread in captures + sinkers + [assembler]:
         thread.start()
     try:
-        waiting_since = time.perf_counter()
-        while (max_frames is None or summary.inferred < max_frames) and not stop.is_set() and not sink_failed.is_set():
-            taken = lanes.take(limit, _POLL_S)
-            if taken is None:
-                break
-            if not taken:
+        while not stop.is_set() and not sink_failed.is_set():
+            waiting_since = time.perf_counter()
+            try:
+                next_batch = ready.get(timeout=_POLL_S)
+            except queue.Empty:
                 continue
-            if max_frames is not None:
-                taken = taken[: max_frames - summary.inferred]
+            if next_batch is _END:
+                break
+            if isinstance(next_batch, BaseException):
+                raise next_batch
+            taken, batch = next_batch
+            times.add({"wait": (time.perf_counter() - waiting_since) * 1000})
             if frames_backend:  # a served model: its server prepares, batches and decodes
-                times.add({"wait": (time.perf_counter() - waiting_since) * 1000})
                 rows = [backend.detect(item.frame, conf) for _, item in taken]
             else:
-                tensors = []
-                for _, item in taken:
-                    tensor, item.timings["preprocess"] = item.prepared.result()
-                    tensors.append(tensor)
-                times.add({"wait": (time.perf_counter() - waiting_since) * 1000})
-                logits, boxes = backend.infer(_batch(tensors, backend))
+                logits, boxes = backend.infer(batch)
                 rows = list(zip(logits, boxes))
-            waiting_since = time.perf_counter()
             infer_ms = dict(backend.stage_ms)
             summary.inferred += len(taken)
             summary.batches += 1
@@ -353,6 +377,7 @@ def run_streams(
     finally:
         inference_done.set()
         preparing.shutdown(cancel_futures=True)
+        assembler.join()
         for g, thread in enumerate(sinkers):
             _put(outputs[g], _END, sink_ended[g])  # a sink that failed takes no more; the others drain, then end
             thread.join()
