@@ -1,9 +1,10 @@
-"""The streaming pipeline: a capture thread per source, the inference loop, and sink threads, joined by bounded queues.
+"""The streaming pipeline: capture threads, batch assembly, inference and sink threads, joined by bounded queues.
 
 Each capture thread reads its source and hands each frame to a small pool (a thread per CPU core) that prepares it
-for the model (resize, layout, type: `model_input`), so the inference loop only gathers ready tensors, at most one
-per source, into one batch and calls the backend; the sink threads turn the outputs into detections, draw them and
-write them. The CPU work thus overlaps the model's, and one source's decoding overlaps the preparation of its frames.
+for the model (resize, layout, type: `model_input`). An assembling thread gathers the prepared frames, at most one
+per source, into the next batch while the model runs the current one, so the inference loop only takes a ready
+batch and calls the backend; the sink threads turn the outputs into detections, draw them and write them. The CPU
+work thus overlaps the model's, and one source's decoding overlaps the preparation of its frames.
 
 Live sources keep only their newest prepared frame (a slow model never falls behind a camera: older frames are
 dropped and counted). Files and folders deliver every frame exactly once, in order. A source that ends or fails
@@ -223,7 +224,10 @@ def run_streams(
     groups = [list(range(len(feeds)))] if tiled else [[k] for k in range(len(feeds))]
     group_of = {k: g for g, members in enumerate(groups) for k in members}
     outputs = [queue.Queue(maxsize=4) for _ in groups]
-    ready: queue.Queue = queue.Queue(maxsize=1)  # the next batch, assembled while the model runs the current one
+    # Double buffering: the next batch is assembled while the model runs the current one, and only then, so that a
+    # live source's frame waits at most one model call.
+    ready: queue.Queue = queue.Queue()
+    room = threading.Semaphore(1)
     inference_done, sink_failed = threading.Event(), threading.Event()
     sink_ended = [threading.Event() for _ in groups]
     errors: list[BaseException] = []
@@ -317,10 +321,13 @@ def run_streams(
         assembled = 0
         try:
             while not (stop.is_set() or inference_done.is_set()) and (max_frames is None or assembled < max_frames):
+                if not room.acquire(timeout=_POLL_S):
+                    continue
                 taken = lanes.take(limit, _POLL_S)
                 if taken is None:
                     break
                 if not taken:
+                    room.release()
                     continue
                 if max_frames is not None:
                     taken = taken[: max_frames - assembled]
@@ -332,11 +339,10 @@ def run_streams(
                         tensor, item.timings["preprocess"] = item.prepared.result()
                         tensors.append(tensor)
                     batch = _batch(tensors, backend)
-                if not _put(ready, (taken, batch), inference_done):
-                    return
-            _put(ready, _END, inference_done)
+                ready.put((taken, batch))
+            ready.put(_END)
         except BaseException as error:  # noqa: BLE001 - preparing failed: the inference loop raises it
-            _put(ready, error, inference_done)
+            ready.put(error)
 
     captures = [
         threading.Thread(target=capture, args=(k,), name=f"capture-{k}", daemon=True) for k in range(len(feeds))
@@ -352,6 +358,7 @@ def run_streams(
                 next_batch = ready.get(timeout=_POLL_S)
             except queue.Empty:
                 continue
+            room.release()
             if next_batch is _END:
                 break
             if isinstance(next_batch, BaseException):
