@@ -352,8 +352,8 @@ def run_streams(
     for thread in captures + sinkers + [assembler]:
         thread.start()
     try:
+        waiting_since = time.perf_counter()
         while not stop.is_set() and not sink_failed.is_set():
-            waiting_since = time.perf_counter()
             try:
                 next_batch = ready.get(timeout=_POLL_S)
             except queue.Empty:
@@ -370,6 +370,7 @@ def run_streams(
             else:
                 logits, boxes = backend.infer(batch)
                 rows = list(zip(logits, boxes))
+            waiting_since = time.perf_counter()
             infer_ms = dict(backend.stage_ms)
             summary.inferred += len(taken)
             summary.batches += 1
