@@ -270,3 +270,25 @@ def test_a_failing_sink_ends_a_run_of_several_sources_with_its_error(tmp_path, t
         lambda: run_streams(StandInBackend(), feeds, 0.3, threading.Event()), "the run hung after one source's sink failed"
     )
     assert error.errno == 28
+
+
+def test_a_frame_that_cannot_be_prepared_ends_the_run_with_its_error(two_files, monkeypatch):
+    """Frames are prepared off the inference thread (a pool, then the assembling thread); a preparation error still
+    ends the run with that error, after the frames before it, and every sink is closed."""
+    from edge_lwdetr.runtime import pipeline
+
+    prepare = pipeline.model_input
+
+    def failing_at_frame_5(backend, frame):
+        if frame_index(frame, RED) == 5:
+            raise ValueError("frame 5 cannot be prepared")
+        return prepare(backend, frame)
+
+    monkeypatch.setattr(pipeline, "model_input", failing_at_frame_5)
+    sinks = [RecordingSink(), RecordingSink()]
+    feeds = [Feed(open_source(str(path)), [sink]) for path, sink in zip(two_files, sinks)]
+    error = error_of(lambda: run_streams(StandInBackend(), feeds, 0.3, threading.Event()), "the run hung")
+    assert isinstance(error, ValueError) and "frame 5" in str(error)
+    assert all(sink.closed for sink in sinks)
+    assert [record["frame"] for record in sinks[0].records] == list(range(len(sinks[0].records)))
+    assert len(sinks[0].records) <= 5
