@@ -8,7 +8,7 @@ import threading
 import cv2
 import numpy as np
 import pytest
-from media import decode_all, frame_index, read_frames, write_indexed_video
+from media import decode_all, frame_index, read_frames, write_indexed_video, write_video
 from stand_ins import RecordingSink, StandInBackend, error_of
 
 import edge_lwdetr.backends
@@ -292,3 +292,13 @@ def test_a_frame_that_cannot_be_prepared_ends_the_run_with_its_error(two_files, 
     assert all(sink.closed for sink in sinks)
     assert [record["frame"] for record in sinks[0].records] == list(range(len(sinks[0].records)))
     assert len(sinks[0].records) <= 5
+
+
+def test_max_frames_with_a_fast_model_ends_cleanly(tmp_path):
+    """With a model faster than decoding, the run ends (--max-frames) while a capture thread is still reading: the
+    frame it then hands over must not fail the run (it did: "cannot schedule new futures after shutdown")."""
+    video = write_video(tmp_path / "long.avi", 60, size=(640, 480))
+    for _ in range(5):
+        sink = RecordingSink()
+        summary = run_streams(StandInBackend(), [Feed(open_source(str(video)), [sink])], 0.3, threading.Event(), 6)
+        assert summary.inferred == 6 and [record["frame"] for record in sink.records] == list(range(6))

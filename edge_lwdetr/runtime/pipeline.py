@@ -253,7 +253,12 @@ def run_streams(
                 timings = {"capture": (time.perf_counter() - begin) * 1000}
                 # Files are timed by their frame rate (reproducible), live sources by the wall clock.
                 time_s = index / source.fps if not source.live and source.fps else begin - started
-                prepared = None if frames_backend else preparing.submit(_prepared, backend, frame)
+                try:
+                    prepared = None if frames_backend else preparing.submit(_prepared, backend, frame)
+                except RuntimeError:  # the pool was shut down while this frame was read: the run is ending
+                    if inference_done.is_set():
+                        break
+                    raise
                 item = _Captured(getattr(source, "current", source.uri), index, time_s, frame, prepared, timings)
                 index += 1
                 counts.read += 1
