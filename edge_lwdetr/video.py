@@ -101,9 +101,7 @@ class VideoWriter:
         elif frame.shape[:2] != (height, width):
             frame = _pad_even(frame, width, height)
         if self.stream.pix_fmt == "yuv420p":
-            # OpenCV's BGR -> I420 (BT.601, video range, as FFmpeg's own) takes a third of the CPU time of FFmpeg's
-            # swscale; the two differ by rounding (at most 2 levels).
-            video_frame = av.VideoFrame.from_ndarray(cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420), format="yuv420p")
+            video_frame = av.VideoFrame.from_ndarray(bgr_to_i420(frame), format="yuv420p")
         else:  # Motion JPEG's full-range yuvj420p: FFmpeg converts
             video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="bgr24")
         video_frame.pts = self.frames
@@ -163,6 +161,22 @@ class VideoWriter:
         if self._fd is not None:
             os.close(self._fd)
         self.container, self._fd = None, None
+
+
+def bgr_to_i420(frame: np.ndarray) -> np.ndarray:
+    """A BGR frame of even sides -> its I420 planes as FFmpeg's swscale makes them for H.264 (BT.601, video range,
+    each chroma sample the mean of its 2x2 pixels), to 2 levels, in about half swscale's CPU time.
+
+    OpenCV's BGR2YUV_I420 alone takes each 2x2 block's chroma from its top-left pixel, which drops the colour of
+    1-pixel lines, such as the boxes drawn on small frames. The conversion is linear, so the chroma of the block
+    means (resized to half and back) is the mean of the blocks' chroma.
+    """
+    height, width = frame.shape[:2]
+    planes = cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420)
+    means = cv2.resize(frame, (width // 2, height // 2), interpolation=cv2.INTER_AREA)
+    blocks = cv2.resize(means, (width, height), interpolation=cv2.INTER_NEAREST)
+    planes[height:] = cv2.cvtColor(blocks, cv2.COLOR_BGR2YUV_I420)[height:]
+    return planes
 
 
 def _pad_even(frame: np.ndarray, width: int, height: int) -> np.ndarray:
